@@ -1,0 +1,29 @@
+# Two entry points: `make sample` and `make test`. Each sets up .venv first when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE := samples/the-keeper-of-lantern-rock.md
+
+.PHONY: sample test lint setup clean
+
+$(BIN)/narrator: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/narrator
+
+sample: setup  ## install, then narrate the bundled sample chapter into out/
+	$(BIN)/narrator run $(SAMPLE)
+
+lint: setup
+	$(BIN)/ruff check flows tasks gpu_worker tests bench
+	$(BIN)/ruff format --check flows tasks gpu_worker tests bench
+	$(BIN)/mypy
+
+test: lint  ## install, lint, type-check, then run the whole test suite
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

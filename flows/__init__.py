@@ -1,0 +1,1 @@
+"""Prefect flows: they sequence tasks and hold no logic of their own."""

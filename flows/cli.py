@@ -1,0 +1,272 @@
+"""The `narrator` command.
+
+    narrator run CHAPTER [--out DIR] [options]     narrate one chapter file
+
+Run options become the flow's parameters (`NarrationOptions`); --workers and --cache-dir
+override the matching NARRATOR_* settings for this run. Prefect is imported when a
+command runs; its console output is kept to warnings unless --verbose (the bar shows
+progress, and every log line still reaches the Prefect API for the UI).
+"""
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gpu_worker.schema import GenerationParams
+from tasks.audio import AudioOptions
+from tasks.text import ChunkingOptions
+
+app = typer.Typer(
+    help="narrator: long text in, narrated audio out — validated by speech recognition, "
+    "with metadata and subtitles. Runs as a Prefect flow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """narrator: long text in, narrated audio out.
+
+    Each chunk is generated several times and checked by speech recognition; the best
+    reading is kept. Outputs: a 24 kHz WAV, SRT subtitles, segments.json and metadata.json.
+    Settings (cache folder, workers, models) come from NARRATOR_* environment variables.
+    """
+
+
+def _default(model: type[BaseModel], name: str) -> Any:
+    return model.model_fields[name].default
+
+
+def _help(model: type[BaseModel], name: str) -> str:
+    return model.model_fields[name].description or ""
+
+
+def _opt(model: type[BaseModel], name: str, *flags: str, **kw: Any) -> Any:
+    return typer.Option(*flags, help=_help(model, name), show_default=True, **kw)
+
+
+class _Bar:
+    """Progress (flows.chapter.Progress) drawn with rich."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("preparing text", total=None, cached=0)
+        self.cached = 0
+
+    def planned(self, total: int) -> None:
+        self.progress.update(self.task, description="generating chunks", total=total)
+
+    def finished(self, outcome: Any) -> None:
+        self.cached += outcome.cached
+        self.progress.update(self.task, advance=1, cached=self.cached)
+        if outcome.error:
+            self.progress.console.print(
+                f"[red]chunk {outcome.job.index} failed:[/] {outcome.error}"
+            )
+        elif self.progress.tasks[self.task].completed == self.progress.tasks[self.task].total:
+            self.progress.update(self.task, description="joining and checking")
+
+
+@app.command()
+def run(
+    chapter: Annotated[
+        Path, typer.Argument(help="Chapter file: UTF-8 plain text or markdown.", show_default=False)
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output folder (default: out/<chapter name>)", show_default=False
+        ),
+    ] = None,
+    voice: Annotated[
+        str | None,
+        typer.Option(
+            help="Engine voice; the embedded engine has "
+            "'heart' (default: the engine's default voice)",
+            show_default=False,
+        ),
+    ] = None,
+    candidates: Annotated[
+        int, _opt(GenerationParams, "n_candidates", "--candidates", "-n", min=1, max=10)
+    ] = _default(GenerationParams, "n_candidates"),
+    threshold: Annotated[
+        float, _opt(GenerationParams, "whisper_threshold", "--threshold", min=0, max=100)
+    ] = _default(GenerationParams, "whisper_threshold"),
+    max_retries: Annotated[
+        int, _opt(GenerationParams, "max_retries", "--max-retries", min=0, max=10)
+    ] = _default(GenerationParams, "max_retries"),
+    seed: Annotated[int, _opt(GenerationParams, "seed", "--seed", min=0)] = 0,
+    target_chars: Annotated[
+        int, _opt(ChunkingOptions, "target_chars", "--target-chars")
+    ] = _default(ChunkingOptions, "target_chars"),
+    max_chars: Annotated[int, _opt(ChunkingOptions, "max_chars", "--max-chars")] = _default(
+        ChunkingOptions, "max_chars"
+    ),
+    sentence_pause: Annotated[
+        float, _opt(AudioOptions, "sentence_pause", "--sentence-pause", min=0)
+    ] = _default(AudioOptions, "sentence_pause"),
+    paragraph_pause: Annotated[
+        float, _opt(AudioOptions, "paragraph_pause", "--paragraph-pause", min=0)
+    ] = _default(AudioOptions, "paragraph_pause"),
+    section_pause: Annotated[
+        float, _opt(AudioOptions, "section_pause", "--section-pause", min=0)
+    ] = _default(AudioOptions, "section_pause"),
+    on_low_score: Annotated[
+        str,
+        typer.Option(
+            help="A chunk whose best candidate stays below "
+            "the threshold: 'flag' keeps it and lists it in the metadata, "
+            "'fail' fails the run."
+        ),
+    ] = "flag",
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Regenerate every chunk, ignoring the cache.")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Chunks generated at once by the local "
+            "backend (default: NARRATOR_LOCAL_WORKERS, else 2)",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Chunk cache folder (default: NARRATOR_CACHE_DIR, else ~/.cache/narrator/chunks)",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Show Prefect's log lines (per task: attempts, scores, retries).",
+        ),
+    ] = False,
+) -> None:
+    """Narrate one chapter: WAV, metadata.json, segments.json and SRT subtitles."""
+    if on_low_score not in ("flag", "fail"):
+        _fail(f"--on-low-score must be 'flag' or 'fail', not {on_low_score!r}")
+    overrides = {"NARRATOR_LOCAL_WORKERS": workers, "NARRATOR_CACHE_DIR": cache_dir}
+    os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        _quiet_console()
+    try:
+        options = _options(
+            candidates,
+            threshold,
+            max_retries,
+            seed,
+            target_chars,
+            max_chars,
+            sentence_pause,
+            paragraph_pause,
+            section_pause,
+            on_low_score,
+            refresh,
+        )
+    except ValueError as e:
+        _fail(str(e).splitlines()[-1] if "\n" in str(e) else str(e))
+    _narrate(chapter, out, voice, options)
+
+
+def _quiet_console() -> None:
+    """Keep Prefect's console output to warnings; its API log handler still gets everything."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for logger in (logging.getLogger(), *map(logging.getLogger, ("uvicorn", "fastapi"))):
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.WARNING)
+
+
+def _options(
+    candidates: int,
+    threshold: float,
+    max_retries: int,
+    seed: int,
+    target_chars: int,
+    max_chars: int,
+    sentence_pause: float,
+    paragraph_pause: float,
+    section_pause: float,
+    on_low_score: str,
+    refresh: bool,
+) -> Any:
+    from flows.chapter import NarrationOptions
+
+    return NarrationOptions(
+        generation=GenerationParams(
+            n_candidates=candidates, whisper_threshold=threshold, max_retries=max_retries, seed=seed
+        ),
+        chunking=ChunkingOptions(target_chars=target_chars, max_chars=max_chars),
+        audio=AudioOptions(
+            sentence_pause=sentence_pause,
+            paragraph_pause=paragraph_pause,
+            section_pause=section_pause,
+        ),
+        on_low_score=on_low_score,
+        refresh_cache=refresh,
+    )
+
+
+def _narrate(chapter: Path, out: Path | None, voice: str | None, options: Any) -> None:
+    from flows.chapter import listening, narrate_chapter
+    from gpu_worker.errors import NarratorError
+
+    columns = (
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks, {task.fields[cached]} cached"),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, console=err, transient=True) as progress, listening(_Bar(progress)):
+            result = narrate_chapter(str(chapter), str(out) if out else None, voice, options)
+    except NarratorError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; chunks already generated are cached and a rerun reuses them")
+    _summary(result)
+
+
+def _summary(result: Any) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("audio", f"{result.audio}  ({result.duration_seconds / 60:.1f} min)")
+    table.add_row("subtitles", str(result.subtitles))
+    table.add_row("metadata", f"{result.metadata}, {result.segments.name}")
+    table.add_row("chunks", f"{result.chunks} ({result.cache_hits} from cache)")
+    if result.flagged:
+        table.add_row(
+            "[yellow]flagged[/]",
+            f"chunks {result.flagged}: below the threshold after every retry (see metadata.json)",
+        )
+    Console().print(table)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]narrator:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    app(prog_name="narrator")
+
+
+if __name__ == "__main__":
+    main()

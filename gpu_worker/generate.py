@@ -1,0 +1,111 @@
+"""Best-of-N for one chunk: synthesise candidates, hear each, keep the best.
+
+A round makes `n_candidates` candidates with distinct seeds. Each is checked by the signal
+gates (qc.py) and transcribed by the validator, then scored against the text. If none passes
+`whisper_threshold`, another round runs, up to `max_retries` extra rounds. The best
+candidate over all rounds is returned — passing ones first, then the highest score, then the
+shortest — with every candidate's report.
+"""
+
+import base64
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from gpu_worker import qc, scoring
+from gpu_worker.engines import Engine, load_engine
+from gpu_worker.schema import CandidateReport, GenerateMetadata, GenerateRequest, GenerateResult
+from gpu_worker.settings import WorkerSettings
+from gpu_worker.validator import Validator
+from gpu_worker.wav import encode_wav
+
+
+@dataclass
+class Candidate:
+    audio: np.ndarray
+    report: CandidateReport
+
+
+class Worker:
+    """An engine and a validator, loaded once, serving one request at a time."""
+
+    def __init__(self, engine: Engine, validator: Validator) -> None:
+        self.engine = engine
+        self.validator = validator
+
+    @classmethod
+    def load(cls, settings: WorkerSettings) -> "Worker":
+        return cls(load_engine(settings), Validator(settings))
+
+    def identity(self, voice: str | None) -> str:
+        """What about this worker changes the audio for `voice` (part of the cache key)."""
+        return f"{self.engine.identity(voice)} | {self.validator.identity}"
+
+    def generate(self, request: GenerateRequest) -> GenerateResult:
+        candidates = self.candidates(request)
+        best = max(
+            candidates, key=lambda c: (c.report.passed, c.report.score, -c.report.duration_seconds)
+        )
+        reports = [c.report for c in candidates]
+        rate = self.engine.sample_rate
+        return GenerateResult(
+            audio_base64=base64.b64encode(encode_wav(best.audio, rate)).decode("ascii"),
+            best_score=best.report.score,
+            passed=best.report.passed,
+            transcript=best.report.transcript,
+            sample_rate=rate,
+            audio_duration_seconds=round(best.audio.size / rate, 3),
+            metadata=GenerateMetadata(
+                candidates_generated=len(reports),
+                candidates_passed=sum(r.passed for r in reports),
+                all_scores=[r.score for r in reports],
+                retries_used=max(r.round for r in reports),
+                generation_time_ms=round(sum(r.synthesis_ms for r in reports), 1),
+                validation_time_ms=round(sum(r.validation_ms for r in reports), 1),
+                engine=self.engine.identity(request.voice),
+                validator=self.validator.identity,
+                candidates=reports,
+            ),
+        )
+
+    def candidates(self, request: GenerateRequest) -> list[Candidate]:
+        """Every candidate made for `request`, round by round until one passes."""
+        made: list[Candidate] = []
+        for round_ in range(request.max_retries + 1):
+            for k in range(request.n_candidates):
+                made.append(
+                    self.candidate(
+                        request, round_, request.seed + round_ * request.n_candidates + k
+                    )
+                )
+            if any(c.report.passed for c in made):
+                break
+        return made
+
+    def candidate(self, request: GenerateRequest, round_: int, seed: int) -> Candidate:
+        started = time.perf_counter()
+        audio = self.engine.synthesize(request, seed)
+        synthesised = time.perf_counter()
+        reasons = qc.signal_gates(audio, self.engine.sample_rate, len(scoring.words(request.text)))
+        transcript, score = "", 0.0
+        if not {"empty", "silent"} & set(reasons):
+            heard = self.validator.transcribe(audio, self.engine.sample_rate, request.language_id)
+            transcript, score = heard.text, scoring.score(request.text, heard.text)
+        if score < request.whisper_threshold:
+            reasons.append("below_threshold")
+        validated = time.perf_counter()
+        return Candidate(
+            audio,
+            CandidateReport(
+                round=round_,
+                seed=seed,
+                score=score,
+                passed=not reasons,
+                transcript=transcript,
+                duration_seconds=round(audio.size / self.engine.sample_rate, 3),
+                reasons=reasons,
+                synthesis_ms=round((synthesised - started) * 1000, 1),
+                validation_ms=round((validated - synthesised) * 1000, 1),
+            ),
+        )

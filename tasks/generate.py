@@ -1,0 +1,159 @@
+"""Phase 2.3: one mapped task per chunk, cached across runs, retried only when transient.
+
+The cache key is a sha256 over everything that changes a chunk's audio: the request (the
+normalised text and every generation parameter, the voice name and reference) and the
+backend identity (engine, model and voice hashes, Whisper model and settings). Editing one
+sentence changes one key; changing the voice or the engine changes them all. Results are
+persisted under that key in the result storage the flow configures, so any later run, in
+any process, reuses them without calling the backend.
+"""
+
+import base64
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.runtime import task_run as current_task_run
+
+from gpu_worker.errors import PermanentError, TransientError
+from gpu_worker.schema import CandidateReport, GenerateRequest, GenerateResult
+from gpu_worker.wav import decode_wav
+from tasks.backends import Backend
+
+CACHE_FORMAT = 1  # bump when ChunkAudio changes shape: old entries stop matching
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    index: int
+    request: GenerateRequest
+    cache_key: str
+
+
+@dataclass(frozen=True)
+class ChunkAudio:
+    """A chunk's chosen audio and how it was chosen: what the cache stores."""
+
+    wav: bytes  # 16-bit mono WAV
+    sample_rate: int
+    duration_seconds: float
+    best_score: float
+    passed: bool
+    transcript: str
+    candidates: list[CandidateReport]
+    retries_used: int  # extra best-of-N rounds on the worker
+    attempts: int  # task attempts (transient failures retried)
+    backend_seconds: float
+
+
+def cache_key(request: GenerateRequest, backend_identity: str) -> str:
+    payload = {
+        "format": CACHE_FORMAT,
+        "request": request.model_dump(mode="json"),
+        "backend": backend_identity,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def plan_jobs(texts: list[str], template: GenerateRequest, backend: Backend) -> list[ChunkJob]:
+    """One job per chunk text: the template request with the text filled in, and its key."""
+    identity = backend.identity(template.voice)
+    jobs = []
+    for index, text in enumerate(texts):
+        request = template.model_copy(update={"text": text})
+        jobs.append(ChunkJob(index, request, cache_key(request, identity)))
+    return jobs
+
+
+def to_chunk_audio(result: GenerateResult, attempts: int, seconds: float) -> ChunkAudio:
+    """Decode and check a backend's result; audio that does not decode is a permanent error."""
+    try:
+        wav = base64.b64decode(result.audio_base64, validate=True)
+    except ValueError as e:
+        raise PermanentError(f"backend returned audio that is not base64: {e}") from e
+    samples, rate = decode_wav(wav, "backend audio")
+    if samples.size == 0:
+        raise PermanentError("backend returned empty audio")
+    return ChunkAudio(
+        wav=wav,
+        sample_rate=rate,
+        duration_seconds=round(samples.size / rate, 3),
+        best_score=result.best_score,
+        passed=result.passed,
+        transcript=result.transcript,
+        candidates=result.metadata.candidates,
+        retries_used=result.metadata.retries_used,
+        attempts=attempts,
+        backend_seconds=round(seconds, 3),
+    )
+
+
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry TransientError only."""
+    try:
+        state.result()
+    except TransientError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _job_key(context: Any, parameters: dict[str, Any]) -> str:
+    return str(parameters["job"].cache_key)
+
+
+@task(
+    name="generate-chunk",
+    task_run_name="chunk-{job.index:04d}",
+    cache_key_fn=_job_key,
+    persist_result=True,
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=is_transient,
+)
+def generate_chunk(job: ChunkJob, backend: Backend) -> ChunkAudio:
+    """Generate one chunk's audio on the backend (only runs on a cache miss)."""
+    logger = get_run_logger()
+    attempt = int(current_task_run.run_count or 1)
+    logger.info(
+        "chunk %d attempt %d: %d chars on %s",
+        job.index,
+        attempt,
+        len(job.request.text),
+        backend.name,
+    )
+    started = time.perf_counter()
+    try:
+        result = backend.generate(job.request)
+    except TransientError as e:
+        logger.warning(
+            "chunk %d attempt %d: transient failure, will retry: %s", job.index, attempt, e
+        )
+        raise
+    audio = to_chunk_audio(result, attempt, time.perf_counter() - started)
+    logger.info(
+        "chunk %d: score %.1f (%s), scores %s, %d extra rounds, %.2fs audio in %.2fs",
+        job.index,
+        audio.best_score,
+        "passed" if audio.passed else "below threshold",
+        [c.score for c in audio.candidates],
+        audio.retries_used,
+        audio.duration_seconds,
+        audio.backend_seconds,
+    )
+    return audio
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What became of one chunk in this run."""
+
+    job: ChunkJob
+    audio: ChunkAudio | None  # None when it failed
+    cached: bool  # reused from an earlier run: no backend call
+    error: str | None = None

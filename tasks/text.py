@@ -1,0 +1,418 @@
+"""Phase 1: a chapter file becomes chunks a TTS model reads well.
+
+    decode_chapter   bytes -> text (UTF-8, BOM and CRLF fine; UTF-16 with a BOM accepted)
+    parse_blocks     text -> headings, paragraphs and scene breaks (markdown aware)
+    make_chunks      blocks -> chunks: sentence-aware, near `target_chars`, never over
+                     `max_chars`, each with the break after it and its span in the source
+
+Inline markup is removed into a "clean" text that remembers, for every character, where it
+came from; sentences are split on that clean text and only then verbalised (spoken.py), so
+spans always point into the source and lengths are measured on what the engine will read.
+Spans are character offsets into the decoded text (newlines normalised to "\\n").
+"""
+
+import codecs
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from prefect import task
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gpu_worker.errors import InputError
+from gpu_worker.spoken import NON_TERMINAL, verbalize
+
+Break = Literal["clause", "sentence", "paragraph", "section", "end"]
+
+
+class ChunkingOptions(BaseModel):
+    """How text is cut into chunks. Lengths are in characters of normalised text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target_chars: int = Field(
+        275,
+        ge=40,
+        le=1000,
+        description="Sentences are packed into a "
+        "chunk until the next would take it past this length.",
+    )
+    max_chars: int = Field(
+        400,
+        ge=60,
+        le=2000,
+        description="Hard limit: a longer sentence is "
+        "split at clause punctuation, then between words.",
+    )
+    min_chars: int = Field(
+        20,
+        ge=0,
+        le=200,
+        description="Shorter fragments are merged into a "
+        "neighbour (TTS models garble very short inputs).",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ChunkingOptions":
+        if not self.min_chars < self.target_chars <= self.max_chars:
+            raise ValueError(
+                f"need min_chars < target_chars <= max_chars, got {self.min_chars}"
+                f" / {self.target_chars} / {self.max_chars}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    text: str  # normalised: exactly what the engine is asked to say
+    break_after: Break  # the pause that follows it
+    span: tuple[int, int]  # [start, end) in the decoded source text
+    display: str  # the source text without markup: what subtitles show
+    heading: bool = False
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: Literal["heading", "paragraph", "break"]
+    segments: tuple[tuple[int, int], ...] = ()  # source ranges of its lines' content
+
+
+@dataclass
+class _Clean:
+    text: str = ""
+    offsets: list[int] = field(default_factory=list)  # source offset of each character
+
+    def add(self, chars: str, at: int) -> None:
+        self.text += chars
+        self.offsets.extend([at] * len(chars))
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def decode_chapter(data: bytes, name: str) -> str:
+    """Chapter bytes -> text. Binary or mis-encoded input fails naming the file and offset."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{name}: broken UTF-16 at byte offset {e.start}") from e
+    else:
+        nul = data.find(b"\x00")
+        if nul >= 0:
+            raise InputError(
+                f"{name}: looks like a binary file (NUL byte at byte offset {nul}); "
+                "narrator reads plain text or markdown"
+            )
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"{name}: not UTF-8 text (byte 0x{data[e.start]:02x} at byte offset {e.start}); "
+                "save the file as UTF-8 and try again"
+            ) from e
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise InputError(f"{name}: the file is empty; there is nothing to narrate")
+    return text
+
+
+def read_chapter(path: Path, max_bytes: int) -> str:
+    """Read and decode a chapter file, refusing anything larger than `max_bytes`."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: no such file") from e
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give the chapter's file")
+    if size > max_bytes:
+        raise InputError(
+            f"{path}: {size:,} bytes is over the {max_bytes:,}-byte limit "
+            "(NARRATOR_MAX_CHAPTER_BYTES); split the chapter into smaller files"
+        )
+    return decode_chapter(path.read_bytes(), str(path))
+
+
+# -- structure --------------------------------------------------------------------------------
+
+_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_SCENE_BREAK = re.compile(
+    r"^[ \t]*(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,}|#|~{3,}"
+    r"|(?:•[ \t]*){3,})[ \t]*$"
+)
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t]+")
+_QUOTE = re.compile(r"^[ \t]*(?:>[ \t]?)+")
+_TABLE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$")
+
+
+def parse_blocks(text: str) -> list[Block]:
+    """Headings (ATX and setext), paragraphs, list items, and scene breaks (`***`, `---`, `#`).
+    Fenced code is skipped: it is not meant to be read aloud."""
+    blocks: list[Block] = []
+    lines: list[tuple[int, int]] = []
+
+    def close() -> None:
+        if lines:
+            blocks.append(Block("paragraph", tuple(lines)))
+            lines.clear()
+
+    in_fence, pos = False, 0
+    for raw in text.split("\n"):
+        start, end = pos, pos + len(raw)
+        pos = end + 1
+        if _FENCE.match(raw):
+            close()
+            in_fence = not in_fence
+            continue
+        if in_fence or (_TABLE_RULE.match(raw) and "|" in raw):
+            continue
+        if not raw.strip():
+            close()
+        elif _SETEXT.match(raw) and len(lines) == 1:
+            blocks.append(Block("heading", tuple(lines)))
+            lines.clear()
+        elif _SCENE_BREAK.match(raw):
+            close()
+            blocks.append(Block("break"))
+        elif m := _HEADING.match(raw):
+            close()
+            blocks.append(Block("heading", ((start + m.start(1), start + m.end(1)),)))
+        else:
+            marker = _LIST_ITEM.match(raw) or _QUOTE.match(raw)
+            if _LIST_ITEM.match(raw) or raw.lstrip().startswith("|"):
+                close()  # list items and table rows are read one by one
+            lines.append((start + (marker.end() if marker else 0), end))
+    close()
+    return blocks
+
+
+# -- inline markup ----------------------------------------------------------------------------
+
+_INLINE = re.compile(
+    r"(?P<image>!\[[^\]]*\]\([^)]*\))"
+    r"|\[(?P<label>[^\]]+)\](?:\([^)]*\)|\[[^\]]*\])"
+    r"|(?P<footnote>\[\^[^\]]+\])"
+    r"|(?P<entity>&(?:[A-Za-z]+|#\d+|#x[0-9A-Fa-f]+);)"
+    r"|(?P<tag></?[A-Za-z][^>]*>)"
+    r"|(?P<mark>`+|\*+|~~|(?<!\w)_+|_+(?!\w))"
+    r"|(?P<pipe>\|)"
+)
+
+
+def clean_inline(source: str, segments: tuple[tuple[int, int], ...]) -> _Clean:
+    """Markdown and HTML inline markup removed; whitespace collapsed; offsets kept."""
+    raw = _Clean()
+    for start, end in segments:
+        if raw.text:
+            raw.add(" ", start - 1)
+        cursor = start
+        for m in _INLINE.finditer(source, start, end):
+            for i in range(cursor, m.start()):
+                raw.add(source[i], i)
+            if m["label"] is not None:
+                for i in range(m.start("label"), m.end("label")):
+                    raw.add(source[i], i)
+            elif m["entity"]:
+                raw.add(html.unescape(m["entity"]), m.start())
+            elif m["pipe"]:
+                raw.add(",", m.start())
+            cursor = m.end()
+        for i in range(cursor, end):
+            raw.add(source[i], i)
+    clean = _Clean()
+    for char, at in zip(raw.text, raw.offsets, strict=True):
+        if char.isspace():
+            if clean.text and not clean.text.endswith(" "):
+                clean.add(" ", at)
+        else:
+            clean.add(char, at)
+    while clean.text and clean.text[-1] in " ,":
+        clean.text, clean.offsets = clean.text[:-1], clean.offsets[:-1]
+    while clean.text and clean.text[0] in " ,":
+        clean.text, clean.offsets = clean.text[1:], clean.offsets[1:]
+    return clean
+
+
+# -- sentences and pieces ---------------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
+_CLAUSE_END = re.compile(r"(?:[,;:]|\.\.\.|…|\s[-–—]+)(?=\s)")
+
+
+def _ends_sentence(text: str, m: re.Match[str]) -> bool:
+    following = text[m.end() :].lstrip()
+    if not following or following[0].islower():
+        return False
+    if "." not in m[0] or m[0].startswith(("..", "…")):
+        return True
+    word = text[: m.start()].rsplit(" ", 1)[-1].lstrip("\"'“‘([")
+    return not (word in NON_TERMINAL or (len(word) == 1 and word.isalpha()))
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence ranges in `text`. Titles, initials and abbreviations do not end sentences,
+    and neither does punctuation before a lower-case word ("Really?" she asked)."""
+    ranges, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        if _ends_sentence(text, m):
+            ranges.append((start, m.end()))
+            start = m.end() + 1
+    if start < len(text):
+        ranges.append((start, len(text)))
+    return ranges
+
+
+def _cut(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
+    pieces, cursor = [], start
+    for m in pattern.finditer(text, start, end):
+        if m.end() < end:
+            pieces.append((cursor, m.end()))
+            cursor = m.end() + 1
+    pieces.append((cursor, end))
+    return [(s, e) for s, e in pieces if e > s]
+
+
+def _fit(text: str, start: int, end: int, opts: ChunkingOptions) -> list[tuple[int, int]]:
+    """Ranges no longer than max_chars once spoken: clause punctuation first, then words,
+    then (a single enormous token) characters."""
+    if len(verbalize(text[start:end])) <= opts.max_chars:
+        return [(start, end)]
+    clauses = _cut(text, start, end, _CLAUSE_END)
+    if len(clauses) > 1:
+        return [r for s, e in clauses for r in _fit(text, s, e, opts)]
+    words = _cut(text, start, end, re.compile(r"\S(?=\s)"))
+    if len(words) == 1:  # one enormous token: cut it wherever it fits
+        step = opts.target_chars
+        while step > 1 and any(
+            len(verbalize(text[s : s + step])) > opts.max_chars for s in range(start, end, step)
+        ):
+            step //= 2
+        return [(s, min(s + step, end)) for s in range(start, end, step)]
+    ranges, first = [], words[0][0]
+    for (_, e), (_, next_end) in zip(words, [*words[1:], (end, end)], strict=True):
+        if e == end or len(verbalize(text[first:next_end])) > opts.target_chars:
+            ranges.append((first, e))
+            first = e + 1
+    return [r for s, e in ranges for r in _fit(text, s, e, opts)]
+
+
+@dataclass
+class _Piece:
+    text: str  # spoken form
+    display: str  # written form, markup removed
+    start: int  # source offsets
+    end: int
+    break_after: Break
+
+    def join(self, other: "_Piece") -> "_Piece":
+        return _Piece(
+            f"{self.text} {other.text}",
+            f"{self.display} {other.display}",
+            self.start,
+            other.end,
+            other.break_after,
+        )
+
+
+def _pieces(clean: _Clean, opts: ChunkingOptions) -> list[_Piece]:
+    pieces = []
+    for s_start, s_end in split_sentences(clean.text):
+        ranges = _fit(clean.text, s_start, s_end, opts)
+        for i, (start, end) in enumerate(ranges):
+            spoken = verbalize(clean.text[start:end])
+            if spoken.strip(" .,;:!?\"'()"):
+                pieces.append(
+                    _Piece(
+                        spoken,
+                        clean.text[start:end],
+                        clean.offsets[start],
+                        clean.offsets[end - 1] + 1,
+                        "sentence" if i == len(ranges) - 1 else "clause",
+                    )
+                )
+    return pieces
+
+
+def _pack(pieces: list[_Piece], opts: ChunkingOptions) -> list[_Piece]:
+    """Consecutive pieces joined while they stay near the target; tiny ones always joined
+    to a neighbour when the result stays under the maximum."""
+    packed: list[_Piece] = []
+    for piece in pieces:
+        if packed:
+            last = packed[-1]
+            joined = len(last.text) + 1 + len(piece.text)
+            tiny = min(len(last.text), len(piece.text)) < opts.min_chars
+            if joined <= opts.target_chars or (tiny and joined <= opts.max_chars):
+                packed[-1] = last.join(piece)
+                continue
+        packed.append(piece)
+    return packed
+
+
+def _terminate(text: str) -> str:
+    return text if re.search(r"[.!?…][\"'”’)\]]*$", text) else text.rstrip(",;:") + "."
+
+
+# -- chunks -----------------------------------------------------------------------------------
+
+
+def make_chunks(text: str, options: ChunkingOptions) -> list[Chunk]:
+    """The chapter as chunks, in reading order."""
+    drafts: list[tuple[_Piece, bool]] = []  # (piece, is heading)
+    for block in parse_blocks(text):
+        if block.kind == "break":
+            if drafts:
+                drafts[-1][0].break_after = "section"
+            continue
+        pieces = _pack(_pieces(clean_inline(text, block.segments), options), options)
+        if not pieces:
+            continue
+        pieces[-1].text = _terminate(pieces[-1].text)
+        if drafts and drafts[-1][0].break_after != "section":
+            drafts[-1][0].break_after = "section" if block.kind == "heading" else "paragraph"
+        if (
+            block.kind != "heading"
+            and drafts
+            and not drafts[-1][1]
+            and drafts[-1][0].break_after == "paragraph"
+            and len(pieces) == 1
+            and len(pieces[0].text) < options.min_chars
+            and len(drafts[-1][0].text) + 1 + len(pieces[0].text) <= options.max_chars
+        ):
+            # a tiny paragraph ("No.") rides with the one before
+            drafts[-1] = (drafts[-1][0].join(pieces[0]), False)
+            continue
+        drafts.extend((p, block.kind == "heading") for p in pieces)
+        drafts[-1][0].break_after = "paragraph"
+    if not drafts:
+        raise InputError(
+            "the chapter has no words to narrate (only markup, punctuation or symbols)"
+        )
+    drafts[-1][0].break_after = "end"
+    return [
+        Chunk(i, p.text, p.break_after, (p.start, p.end), p.display, heading)
+        for i, (p, heading) in enumerate(drafts)
+    ]
+
+
+@dataclass(frozen=True)
+class PreparedText:
+    source: str  # where the chapter came from
+    text: str  # the decoded source; chunk spans index into it
+    chunks: list[Chunk]
+
+    @property
+    def word_count(self) -> int:
+        return sum(len(c.text.split()) for c in self.chunks)
+
+
+@task(name="prepare-text")
+def prepare_text(source: str, options: ChunkingOptions, max_bytes: int) -> PreparedText:
+    """Locate, decode, normalise and split one chapter."""
+    text = read_chapter(Path(source), max_bytes)
+    return PreparedText(source, text, make_chunks(text, options))
