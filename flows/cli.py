@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from gpu_worker.schema import GenerationParams
+from gpu_worker.schema import GenerationParams, explain
 from tasks.audio import AudioOptions
 from tasks.text import ChunkingOptions
 
@@ -30,7 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
@@ -179,8 +178,8 @@ def run(
             on_low_score,
             refresh,
         )
-    except ValueError as e:
-        _fail(str(e).splitlines()[-1] if "\n" in str(e) else str(e))
+    except ValidationError as e:
+        _fail(f"invalid options: {explain(e)}")
     _narrate(chapter, out, voice, options)
 
 
@@ -246,17 +245,25 @@ def _narrate(chapter: Path, out: Path | None, voice: str | None, options: Any) -
 
 
 def _summary(result: Any) -> None:
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_row("audio", f"{result.audio}  ({result.duration_seconds / 60:.1f} min)")
-    table.add_row("subtitles", str(result.subtitles))
-    table.add_row("metadata", f"{result.metadata}, {result.segments.name}")
-    table.add_row("chunks", f"{result.chunks} ({result.cache_hits} from cache)")
+    """What was made and where: plain lines, never truncated, so paths can be copied."""
+    rows = [
+        ("audio", f"{result.audio}  ({result.duration_seconds / 60:.1f} min)"),
+        ("subtitles", str(result.subtitles)),
+        ("metadata", f"{result.metadata}, {result.segments.name}"),
+        ("chunks", f"{result.chunks} ({result.cache_hits} from cache)"),
+    ]
     if result.flagged:
-        table.add_row(
-            "[yellow]flagged[/]",
-            f"chunks {result.flagged}: below the threshold after every retry (see metadata.json)",
+        rows.append(
+            (
+                "flagged",
+                f"chunks {result.flagged}: below the threshold after every "
+                "retry (see metadata.json)",
+            )
         )
-    Console().print(table)
+    out = Console(soft_wrap=True, highlight=False)
+    for label, value in rows:
+        style = "yellow" if label == "flagged" else "bold"
+        out.print(f"[{style}]{label:<10}[/] {value}")
 
 
 def _fail(message: str) -> None:

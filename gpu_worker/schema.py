@@ -107,18 +107,21 @@ class GenerateResult(BaseModel):
     metadata: GenerateMetadata
 
 
+def explain(error: ValidationError) -> str:
+    """A pydantic error as one line: each bad field, what is wrong, and what was given."""
+    problems = []
+    for err in error.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "input"
+        given = err.get("input")
+        shown = err["type"] != "missing" and not isinstance(given, dict)
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" + (f" (got {given!r})" if shown else ""))
+    return "; ".join(problems)
+
+
 def parse_request(payload: object) -> GenerateRequest:
     """Validate a job's input; a bad field becomes an InputError that names it and its limits."""
     try:
         return GenerateRequest.model_validate(payload)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}"
-            + (
-                f" (got {err['input']!r})"
-                if err["type"] != "missing" and not isinstance(err["input"], dict)
-                else ""
-            )
-            for err in e.errors()
-        )
-        raise InputError(f"invalid request: {problems}") from e
+        raise InputError(f"invalid request: {explain(e)}") from e

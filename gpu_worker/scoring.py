@@ -50,11 +50,27 @@ _NUMBER_WORDS = set(
 )
 
 
+# British and American spellings of one word compare equal (Whisper writes American). Both
+# sides are rewritten alike, so a rule may over-apply; the length floors keep short words
+# ("our", "four", "hour") from merging with others.
+_SPELLINGS = [
+    (re.compile(r"\b(\w{3,})our(s|ed|ing|ite|ites|able)?\b"), r"\1or\2"),  # harbour, colour
+    (re.compile(r"\b(\w{3,})is(e|es|ed|ing|ation|ations)\b"), r"\1iz\2"),  # realise
+    (re.compile(r"\b(\w{2,})tre(s)?\b"), r"\1ter\2"),  # centre, theatre, metre
+    (re.compile(r"\b(\w{2,}[aeiou])ll(ed|ing|er|ers)\b"), r"\1l\2"),  # travelled, cancelled
+    (re.compile(r"\bgrey(s|er|est|ish|ing|ed)?\b"), r"gray\1"),
+    (re.compile(r"\b(defen|licen|offen|preten)ce(s)?\b"), r"\1se\2"),
+    (re.compile(r"\b(\w{3,})ogue(s)?\b"), r"\1og\2"),  # catalogue, dialogue
+]
+
+
 def words(text: str) -> list[str]:
     """The comparable words of `text`: spoken forms, lower case, no punctuation."""
     text = verbalize(text).lower()
     text = re.sub(r"\b([ap])\.m\.", r"\1m", text)
     text = text.replace("'", "").replace("-", " ")
+    for pattern, replacement in _SPELLINGS:
+        text = pattern.sub(replacement, text)
     tokens = re.sub(r"[^\w\s]|_", " ", text).split()
     return [
         t

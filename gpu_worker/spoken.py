@@ -454,6 +454,7 @@ RULES: list[Rule] = [
     # words
     (re.compile(r"\b(?P<t>" + "|".join(TITLES) + r")\.(?=\s+[A-Z])"), _title),
     (re.compile(r"\b(?P<t>Mr|Mrs|Ms|Dr)\b(?=\s+[A-Z])"), _title),
+    (re.compile(r"\b(?P<t>Mr|Mrs|Ms)\.?(?!\w)"), _title),  # no other reading
     (
         re.compile(r"\b(?P<name>[A-Z][a-z]+)\s(?P<t>" + "|".join(STREETS) + r")\.(?!\s+[A-Z])"),
         _street,

@@ -22,7 +22,7 @@ from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gpu_worker.errors import InputError
-from gpu_worker.spoken import NON_TERMINAL, verbalize
+from gpu_worker.spoken import NON_TERMINAL, TITLES, verbalize
 
 Break = Literal["clause", "sentence", "paragraph", "section", "end"]
 
@@ -277,6 +277,12 @@ def _cut(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[tupl
     return [(s, e) for s, e in pieces if e > s]
 
 
+def _binds_forward(word: str) -> bool:
+    """A title or an initial belongs with the word after it ("Dr. Okafor", "J. Smith")."""
+    bare = word.lstrip("\"'“‘([").rstrip(".")
+    return bare in TITLES or (len(bare) == 1 and bare.isupper() and word.endswith("."))
+
+
 def _fit(text: str, start: int, end: int, opts: ChunkingOptions) -> list[tuple[int, int]]:
     """Ranges no longer than max_chars once spoken: clause punctuation first, then words,
     then (a single enormous token) characters."""
@@ -294,8 +300,9 @@ def _fit(text: str, start: int, end: int, opts: ChunkingOptions) -> list[tuple[i
             step //= 2
         return [(s, min(s + step, end)) for s in range(start, end, step)]
     ranges, first = [], words[0][0]
-    for (_, e), (_, next_end) in zip(words, [*words[1:], (end, end)], strict=True):
-        if e == end or len(verbalize(text[first:next_end])) > opts.target_chars:
+    for (s, e), (_, next_end) in zip(words, [*words[1:], (end, end)], strict=True):
+        too_long = len(verbalize(text[first:next_end])) > opts.target_chars
+        if e == end or (too_long and not _binds_forward(text[s:e])):
             ranges.append((first, e))
             first = e + 1
     return [r for s, e in ranges for r in _fit(text, s, e, opts)]

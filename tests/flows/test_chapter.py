@@ -1,0 +1,179 @@
+"""The whole flow on the embedded engine: real audio, real Whisper, a real Prefect API."""
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.chapter import ChapterResult, NarrationOptions, generate, narrate_chapter
+from gpu_worker.errors import InputError, PermanentError
+from gpu_worker.generate import Worker
+from gpu_worker.schema import GenerateRequest, GenerateResult, GenerationParams
+from gpu_worker.scoring import compare
+from gpu_worker.settings import WorkerSettings
+from tasks.audio import AudioOptions
+from tasks.backends import LocalBackend, open_backend
+from tasks.generate import ChunkJob, plan_jobs
+from tasks.settings import NarratorSettings
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+CHAPTER = """# The Night Crossing
+
+At 11:20 p.m. the power failed across the whole headland. The beacon shone for 47 minutes.
+
+Dr. Okafor had paid $6,250 for it. "It does not need a boat," he said.
+
+It took them 25 minutes to cross. At 12:31 a.m. the old generator coughed and roared.
+
+The beam swept out across the water, once every 10 seconds, as it had since 1951.
+"""
+FAST = NarrationOptions(generation=GenerationParams(n_candidates=1))
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NARRATOR_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def backend() -> LocalBackend:
+    found = open_backend(NarratorSettings(), WorkerSettings())
+    assert isinstance(found, LocalBackend)
+    return found
+
+
+def narrate(tmp_path: Path, text: str, options: NarrationOptions = FAST) -> ChapterResult:
+    source = tmp_path / "night-crossing.md"
+    source.write_text(text)
+    return narrate_chapter(str(source), str(tmp_path / "out"), None, options)
+
+
+def metadata(result: ChapterResult) -> dict:
+    return json.loads(result.metadata.read_text())
+
+
+def test_a_chapter_is_narrated_with_every_output(tmp_path: Path, cache: Path) -> None:
+    result = narrate(tmp_path, CHAPTER)
+    assert result.audio == tmp_path / "out" / "night-crossing.wav"
+    info = sf.info(result.audio)
+    assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16")
+    assert info.duration == pytest.approx(result.duration_seconds, abs=0.01)
+    meta = metadata(result)
+    chunks = meta["chunks"]
+    assert meta["totals"]["chunks"] == len(chunks) == result.chunks >= 5
+    assert meta["source"]["words"] / (info.duration / 60) == pytest.approx(160, rel=0.35)
+    assert chunks[0]["text"] == "The Night Crossing." and chunks[0]["heading"]
+    assert [c["break_after"] for c in chunks][-1] == "end"
+    assert all(c["start"] < c["end"] <= d["start"] for c, d in itertools.pairwise(chunks))
+    assert all(c["best_score"] >= 80 and len(c["scores"]) == 1 for c in chunks)
+    assert "seven" in json.dumps(chunks) or "forty-seven" in chunks[1]["text"]
+    segments = json.loads(result.segments.read_text())
+    assert [s["text"] for s in segments][2].startswith("Dr. Okafor had paid $6,250")
+    srt = result.subtitles.read_text()
+    assert srt.startswith("1\n00:00:00,500 --> ") and "$6,250" in srt
+    assert not list((tmp_path / "out").glob(".narrator-staging-*"))
+
+
+def test_the_narration_says_the_text(tmp_path: Path, cache: Path, worker: Worker) -> None:
+    """Transcribe the finished chapter and compare it with the source: WER <= 8 %."""
+    result = narrate(tmp_path, CHAPTER, NarrationOptions())
+    audio, rate = sf.read(result.audio, dtype="float32")
+    heard = worker.validator.transcribe(audio, rate).text
+    reference = " ".join(c["display"] for c in metadata(result)["chunks"])
+    alignment = compare(reference, heard)
+    assert alignment.reference_words > 60
+    assert alignment.wer <= 0.08, (reference, heard)
+
+
+def test_a_rerun_makes_no_engine_calls_and_the_same_audio(tmp_path: Path, cache: Path) -> None:
+    first = narrate(tmp_path, CHAPTER)
+    audio = first.audio.read_bytes()
+    calls = backend().requests
+    second = narrate(tmp_path, CHAPTER)
+    assert backend().requests == calls  # zero engine calls
+    assert second.cache_hits == second.chunks
+    assert all(c["cache_hit"] and c["attempts"] == 0 for c in metadata(second)["chunks"])
+    assert second.audio.read_bytes() == audio
+
+
+def test_editing_one_sentence_regenerates_only_its_chunk(tmp_path: Path, cache: Path) -> None:
+    narrate(tmp_path, CHAPTER)
+    calls = backend().requests
+    edited = CHAPTER.replace("It took them 25 minutes to cross.", "It took them 40 minutes.")
+    result = narrate(tmp_path, edited)
+    assert backend().requests == calls + 1
+    regenerated = [c for c in metadata(result)["chunks"] if not c["cache_hit"]]
+    assert len(regenerated) == 1
+    assert regenerated[0]["text"].startswith("It took them forty minutes.")
+
+
+def test_an_unknown_voice_fails_before_any_work(tmp_path: Path, cache: Path) -> None:
+    source = tmp_path / "ch.md"
+    source.write_text(CHAPTER)
+    calls = backend().requests
+    with pytest.raises(InputError, match=r"voice 'nobody' .* available offline: heart"):
+        narrate_chapter(str(source), str(tmp_path / "out"), "nobody", FAST)
+    assert backend().requests == calls
+    assert not (tmp_path / "out").exists()
+
+
+class Endpoint:
+    """A stand-in for a remote endpoint (the hosted RunPod API is out of reach here) whose
+    jobs fail permanently for some texts and are served by the real worker otherwise."""
+
+    name = "endpoint"
+
+    def __init__(self, worker: Worker, refuse: set[str]) -> None:
+        self.worker, self.refuse = worker, refuse
+
+    def identity(self, voice: str | None) -> str:
+        return self.worker.identity(voice)
+
+    def generate(self, request: GenerateRequest) -> GenerateResult:
+        if request.text in self.refuse:
+            raise PermanentError("job FAILED on the worker: CUDA error: an illegal memory access")
+        return self.worker.generate(request)
+
+
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
+def generate_flow(jobs: list[ChunkJob], endpoint: Endpoint, settings: NarratorSettings) -> None:
+    generate(jobs, endpoint, settings, FAST)
+
+
+def test_failed_chunks_are_all_named_after_the_others_finish(
+    tmp_path: Path, cache: Path, worker: Worker
+) -> None:
+    texts = [f"This is sentence number {n}." for n in ("one", "two", "three", "four", "five")]
+    endpoint = Endpoint(worker, refuse={texts[1], texts[3]})
+    template = GenerateRequest(text=".", n_candidates=1)
+    jobs = plan_jobs(texts, template, endpoint)
+    with pytest.raises(PermanentError) as failure:
+        generate_flow(jobs, endpoint, NarratorSettings())
+    assert str(failure.value).startswith(
+        "2 of 5 chunks failed (chunk 1: PermanentError: job FAILED on the worker: CUDA error"
+    )
+    assert "; chunk 3: PermanentError" in str(failure.value)
+    # the three that succeeded are cached: a rerun only needs the failed two
+    endpoint.refuse = set()
+    calls = []
+    endpoint.generate = lambda r: calls.append(r.text) or worker.generate(r)  # type: ignore[method-assign]
+    generate_flow(jobs, endpoint, NarratorSettings())
+    assert sorted(calls) == sorted([texts[1], texts[3]])
+
+
+def test_a_failed_run_keeps_the_previous_outputs(tmp_path: Path, cache: Path) -> None:
+    good = narrate(tmp_path, CHAPTER)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    # Pauses of 5-20 s make the chapter implausibly slow: phase 3's check fails the run.
+    pauses = AudioOptions(sentence_pause=5, paragraph_pause=10, lead_in=10, tail=10)
+    slow = FAST.model_copy(update={"audio": pauses})
+    with pytest.raises(PermanentError, match="implausible duration"):
+        narrate(tmp_path, CHAPTER, slow)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert after == before
+    assert metadata(good)["totals"]["chunks"] == good.chunks

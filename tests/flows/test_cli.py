@@ -1,0 +1,110 @@
+"""The `narrator` command, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+CHAPTER = "# Arrival\n\nThe boat reached the island at 6:30 p.m. The keeper waved.\n"
+
+
+def test_help_explains_every_option() -> None:
+    top = runner.invoke(app, ["--help"])
+    assert top.exit_code == 0 and "run" in top.output
+    help_text = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    for option in (
+        "--out",
+        "--voice",
+        "--candidates",
+        "--threshold",
+        "--max-retries",
+        "--seed",
+        "--target-chars",
+        "--max-chars",
+        "--sentence-pause",
+        "--paragraph-pause",
+        "--section-pause",
+        "--on-low-score",
+        "--refresh",
+        "--workers",
+        "--cache-dir",
+        "--verbose",
+    ):
+        assert option in help_text, option
+    assert "Candidates per round." in help_text and "[default: 3]" in help_text
+
+
+def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
+    chapter = tmp_path / "arrival.md"
+    chapter.write_text(CHAPTER)
+    env = {**os.environ, "NARRATOR_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            str(chapter),
+            "--out",
+            str(tmp_path / "out"),
+            "-n",
+            "1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "arrival.wav" in done.stdout and "2 (0 from cache)" in done.stdout
+    assert " INFO " not in done.stderr  # quiet unless --verbose
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["arrival.srt", "arrival.wav", "metadata.json", "segments.json"]
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert meta["options"]["generation"]["n_candidates"] == 1
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (None, [], "missing.md: no such file"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", [], "looks like a binary file (NUL byte at byte offset 8)"),
+        (b"", [], "the file is empty"),
+        (CHAPTER.encode(), ["--on-low-score", "maybe"], "--on-low-score must be 'flag' or 'fail'"),
+        (CHAPTER.encode(), ["--target-chars", "500"], "min_chars < target_chars <= max_chars"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_one_line(
+    tmp_path: Path, make: bytes | None, args: list[str], message: str
+) -> None:
+    chapter = tmp_path / "missing.md"
+    if make is not None:
+        chapter.write_bytes(make)
+    result = runner.invoke(
+        app,
+        ["run", str(chapter), "--out", str(tmp_path / "out"), *args],
+        env={"NARRATOR_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "300"},
+    )
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("narrator: ") and message in lines[-1], result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_of_range_numbers_are_refused_by_the_parser(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["run", str(tmp_path / "x.md"), "--candidates", "0"], env={"COLUMNS": "300"}
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--candidates'" in result.output
+    assert "greater than or equal to 1" in result.output

@@ -1,0 +1,55 @@
+"""The scorer compares meaning-equivalent writings as equal and counts real errors."""
+
+import pytest
+
+from gpu_worker.scoring import align, compare, score, words
+
+
+@pytest.mark.parametrize(
+    ("text", "heard"),
+    [
+        ("four dollars and fifty cents", "$4.50"),
+        ("at seven thirty a.m.", "at 7.30 am"),
+        ("on March third, twenty twenty-one", "on March 3, 2021"),
+        ("Doctor Smith", "Dr. Smith"),
+        ("one hundred and twenty people", "120 people"),
+        ("the harbour-board crest was grey", "the harbor board crest was gray"),
+        ("she realised the colour of the theatre", "she realized the color of the theater"),
+        ("He climbed to the lamp room.", "He climbed to the lamproom"),
+        ("a notebook", "a note book"),
+        ("twenty-one", "twenty one"),
+        ('"Really?" she asked.', "Really, she asked"),
+        ("It's seven o'clock", "its 7 o'clock"),
+    ],
+)
+def test_equivalent_writings_score_100(text: str, heard: str) -> None:
+    assert score(text, heard) == 100.0
+
+
+def test_counts_substitutions_deletions_insertions() -> None:
+    assert align(["a", "b", "c"], ["a", "x", "c"]).substitutions == 1
+    shifted = align(["a", "b", "c", "d"], ["a", "c", "d", "e"])
+    assert (shifted.substitutions, shifted.deletions, shifted.insertions) == (0, 1, 1)
+    mixed = align(["a", "b", "c", "d", "e"], ["a", "x", "c", "e", "f", "g"])
+    assert mixed.errors == 4
+    assert mixed.wer == pytest.approx(4 / 5)
+
+
+def test_score_is_100_times_one_minus_wer_floored_at_zero() -> None:
+    assert score("one two three four", "one two three") == 75.0
+    assert score("one two", "five six seven eight nine") == 0.0
+
+
+def test_truncated_reading_loses_points() -> None:
+    text = "The letter reached her on Tuesday at a quarter to eight in the morning."
+    assert compare(text, "The letter reached her on Tuesday.").deletions == 8
+
+
+def test_empty_cases() -> None:
+    assert score("", "") == 100.0
+    assert score("", "hello") == 0.0
+    assert score("hello", "") == 0.0
+
+
+def test_short_words_are_not_respelled_into_each_other() -> None:
+    assert words("four hour our your") == ["four", "hour", "our", "your"]

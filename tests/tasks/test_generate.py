@@ -1,0 +1,77 @@
+"""The generation task: cache keys, result decoding, and retries of transient failures."""
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from gpu_worker.errors import PermanentError, TransientError
+from gpu_worker.generate import Worker
+from gpu_worker.schema import GenerateRequest, GenerateResult
+from tasks.generate import cache_key, generate_chunk, plan_jobs, to_chunk_audio
+
+REQUEST = GenerateRequest(text="The light came round once every ten seconds.", n_candidates=1)
+
+
+def test_the_key_changes_with_anything_that_changes_the_audio() -> None:
+    base = cache_key(REQUEST, "engine A")
+    assert cache_key(REQUEST, "engine A") == base
+    assert cache_key(REQUEST.model_copy(update={"text": "Another text."}), "engine A") != base
+    assert cache_key(REQUEST.model_copy(update={"seed": 1}), "engine A") != base
+    assert cache_key(REQUEST.model_copy(update={"voice": "emma"}), "engine A") != base
+    assert cache_key(REQUEST.model_copy(update={"whisper_threshold": 90}), "engine A") != base
+    assert cache_key(REQUEST, "engine B") != base
+
+
+class Endpoint:
+    """A stand-in for a remote endpoint (the hosted RunPod API is out of reach here): it
+    fails transiently `failures` times, then serves the real worker's result."""
+
+    name = "flaky-endpoint"
+
+    def __init__(self, worker: Worker, failures: int, error: Exception) -> None:
+        self.worker, self.failures, self.error, self.calls = worker, failures, error, 0
+
+    def identity(self, voice: str | None) -> str:
+        return self.worker.identity(voice)
+
+    def generate(self, request: GenerateRequest) -> GenerateResult:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return self.worker.generate(request)
+
+
+def test_plan_jobs_keys_each_chunk(worker: Worker) -> None:
+    jobs = plan_jobs(["One.", "Two.", "One."], REQUEST, Endpoint(worker, 0, Exception()))
+    assert [j.request.text for j in jobs] == ["One.", "Two.", "One."]
+    assert jobs[0].cache_key == jobs[2].cache_key != jobs[1].cache_key
+
+
+def test_results_are_decoded_and_checked(worker: Worker) -> None:
+    result = worker.generate(REQUEST)
+    audio = to_chunk_audio(result, attempts=1, seconds=0.5)
+    assert audio.sample_rate == 24000 and audio.duration_seconds > 1
+    with pytest.raises(PermanentError, match="not base64"):
+        to_chunk_audio(result.model_copy(update={"audio_base64": "***"}), 1, 0.1)
+    junk = base64.b64encode(b"not a wav file").decode()
+    with pytest.raises(PermanentError, match="not decodable"):
+        to_chunk_audio(result.model_copy(update={"audio_base64": junk}), 1, 0.1)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_transient_failure_is_retried_and_a_permanent_one_is_not(
+    worker: Worker, tmp_path: Path
+) -> None:
+    task = generate_chunk.with_options(result_storage=tmp_path, retry_delay_seconds=0)
+    flaky = Endpoint(worker, failures=2, error=TransientError("503 Service Unavailable"))
+    job = plan_jobs([REQUEST.text], REQUEST, flaky)[0]
+    audio = task(job, flaky)
+    assert flaky.calls == 3
+    assert audio.attempts == 3
+
+    refused = Endpoint(worker, failures=5, error=PermanentError("401: the API key was refused"))
+    job = plan_jobs(["Something else entirely."], REQUEST, refused)[0]
+    with pytest.raises(PermanentError, match="API key was refused"):
+        task(job, refused)
+    assert refused.calls == 1
