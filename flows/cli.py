@@ -164,6 +164,9 @@ def run(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         _quiet_console()
+        # The temporary server (started when no PREFECT_API_URL is set) logs event-flush
+        # tracebacks when it is stopped at exit; a real server is not affected by this.
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     try:
         options = _options(
             candidates,

@@ -33,6 +33,8 @@ _SCALES = (
     (10**6, "million"),
     (10**3, "thousand"),
 )
+# Every word a cardinal can contain.
+NUMBER_WORDS = frozenset([*_ONES, *_TENS[2:], "hundred", *(name for _, name in _SCALES)])
 _ORDINAL_WORDS = {
     "one": "first",
     "two": "second",

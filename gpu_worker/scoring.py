@@ -9,46 +9,8 @@ They are then aligned word by word (Levenshtein over words, where two words writ
 import re
 from dataclasses import dataclass
 
+from gpu_worker.numbers import NUMBER_WORDS
 from gpu_worker.spoken import verbalize
-
-_NUMBER_WORDS = set(
-    [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-        "twenty",
-        "thirty",
-        "forty",
-        "fifty",
-        "sixty",
-        "seventy",
-        "eighty",
-        "ninety",
-        "hundred",
-        "thousand",
-        "million",
-        "billion",
-        "trillion",
-    ]
-)
-
 
 # British and American spellings of one word compare equal (Whisper writes American). Both
 # sides are rewritten alike, so a rule may over-apply; the length floors keep short words
@@ -78,8 +40,8 @@ def words(text: str) -> list[str]:
         if not (
             t == "and"
             and 0 < i < len(tokens) - 1
-            and tokens[i - 1] in _NUMBER_WORDS
-            and tokens[i + 1] in _NUMBER_WORDS
+            and tokens[i - 1] in NUMBER_WORDS
+            and tokens[i + 1] in NUMBER_WORDS
         )
     ]
 

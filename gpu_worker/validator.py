@@ -13,6 +13,7 @@ from gpu_worker.settings import WorkerSettings
 from gpu_worker.wav import resample
 
 WHISPER_RATE = 16000
+SINGLE_WINDOW_SECONDS = 28  # Whisper reads 30 s at a time; keep a margin
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class Validator:
         )
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str = "en") -> Transcript:
+        """What Whisper hears in `audio`. Audio that fits one 30 s window (every chunk) is
+        decoded without timestamps, which is faster; longer audio (a whole chapter) needs
+        them, or Whisper's window seeking drops text (measured: 17 % of a 10-minute chapter)."""
         samples = resample(audio, sample_rate, WHISPER_RATE)
         segments, _ = self._model.transcribe(
             samples,
@@ -96,7 +100,7 @@ class Validator:
             beam_size=self._beam_size,
             temperature=0.0,
             condition_on_previous_text=False,
-            without_timestamps=True,
+            without_timestamps=samples.size <= SINGLE_WINDOW_SECONDS * WHISPER_RATE,
             vad_filter=False,
         )
         parts = list(segments)

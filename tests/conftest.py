@@ -9,6 +9,15 @@ from gpu_worker.generate import Worker
 from gpu_worker.settings import WorkerSettings
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test writes to the user's real chunk cache (tests that need one set their own)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("NARRATOR_CACHE_DIR", str(tmp_path_factory.mktemp("default-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def worker() -> Worker:
     """The embedded engine and Whisper tiny.en, as the local backend loads them."""
