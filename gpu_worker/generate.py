@@ -73,20 +73,39 @@ class Worker:
         """Every candidate made for `request`, round by round until one passes."""
         made: list[Candidate] = []
         for round_ in range(request.max_retries + 1):
-            for k in range(request.n_candidates):
-                made.append(
-                    self.candidate(
-                        request, round_, request.seed + round_ * request.n_candidates + k
-                    )
-                )
+            first = request.seed + round_ * request.n_candidates
+            made.extend(
+                self.make_round(request, round_, list(range(first, first + request.n_candidates)))
+            )
             if any(c.report.passed for c in made):
                 break
         return made
 
-    def candidate(self, request: GenerateRequest, round_: int, seed: int) -> Candidate:
+    def make_round(
+        self, request: GenerateRequest, round_: int, seeds: list[int]
+    ) -> list[Candidate]:
+        """One candidate per seed, synthesised together, then each heard and scored."""
         started = time.perf_counter()
-        audio = self.engine.synthesize(request, seed)
-        synthesised = time.perf_counter()
+        audios = self.engine.synthesize_batch(request, seeds)
+        synthesis_ms = (time.perf_counter() - started) * 1000 / len(seeds)
+        return [
+            self.judge(request, round_, seed, audio, synthesis_ms)
+            for seed, audio in zip(seeds, audios, strict=True)
+        ]
+
+    def candidate(self, request: GenerateRequest, round_: int, seed: int) -> Candidate:
+        return self.make_round(request, round_, [seed])[0]
+
+    def judge(
+        self,
+        request: GenerateRequest,
+        round_: int,
+        seed: int,
+        audio: np.ndarray,
+        synthesis_ms: float,
+    ) -> Candidate:
+        """Signal gates, then Whisper and the scorer."""
+        started = time.perf_counter()
         reasons = qc.signal_gates(audio, self.engine.sample_rate, len(scoring.words(request.text)))
         transcript, score = "", 0.0
         if not {"empty", "silent"} & set(reasons):
@@ -94,7 +113,6 @@ class Worker:
             transcript, score = heard.text, scoring.score(request.text, heard.text)
         if score < request.whisper_threshold:
             reasons.append("below_threshold")
-        validated = time.perf_counter()
         return Candidate(
             audio,
             CandidateReport(
@@ -105,7 +123,7 @@ class Worker:
                 transcript=transcript,
                 duration_seconds=round(audio.size / self.engine.sample_rate, 3),
                 reasons=reasons,
-                synthesis_ms=round((synthesised - started) * 1000, 1),
-                validation_ms=round((validated - synthesised) * 1000, 1),
+                synthesis_ms=round(synthesis_ms, 1),
+                validation_ms=round((time.perf_counter() - started) * 1000, 1),
             ),
         )

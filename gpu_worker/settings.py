@@ -4,6 +4,7 @@ Read once, from `NARRATOR_*` environment variables, where the worker starts (the
 handler, or the flow for the in-process LocalBackend), then passed down.
 """
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -36,4 +37,42 @@ class WorkerSettings(BaseSettings):
         ge=1,
         description="Threads per engine and per Whisper model. "
         "Parallelism comes from several workers, not from threads.",
+    )
+
+    # Chatterbox (the GPU engine)
+    chatterbox_dir: Path | None = Field(
+        None,
+        description="Directory with Chatterbox weights (network volume or baked into "
+        "the image). Unset: the library downloads them from the hub once.",
+    )
+    chatterbox_multilingual: bool = Field(
+        False,
+        description="Load the multilingual model (23 languages, language_id) instead of English.",
+    )
+    device: str = Field("cuda", description="Torch device for the GPU engine.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Autocast dtype for the GPU engine (float32 measured fastest)."
+    )
+
+    # Reference audio (voices.py)
+    voices_root: Path = Field(
+        Path("/runpod-volume/voices"),
+        description="Relative audio_prompt_url paths are read from here, and never above it.",
+    )
+    voice_cache_dir: Path = Field(
+        Path.home() / ".cache" / "narrator" / "voices",
+        description="Checked reference clips, by content hash.",
+    )
+    voice_max_bytes: int = Field(20_000_000, ge=1, description="Largest reference clip.")
+    allow_private_voice_urls: bool = Field(
+        False, description="Let audio_prompt_url reach private, loopback and link-local addresses."
+    )
+    allow_http_voices: bool = Field(False, description="Accept plain http audio_prompt_url.")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (R2, MinIO) for s3:// voices; unset means AWS."
+    )
+    keep_audio_dir: Path | None = Field(
+        None,
+        description="Also write each job's chosen audio "
+        "here as <job id>.wav (e.g. on the network volume).",
     )

@@ -27,6 +27,10 @@ class Engine(Protocol):
         """One candidate for `request.text`; the same seed gives the same audio."""
         ...
 
+    def synthesize_batch(self, request: GenerateRequest, seeds: list[int]) -> list[np.ndarray]:
+        """One candidate per seed, made together where the engine can (a GPU batch)."""
+        ...
+
 
 def load_engine(settings: WorkerSettings) -> Engine:
     if settings.engine == "chatterbox":

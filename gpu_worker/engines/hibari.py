@@ -46,6 +46,9 @@ class HibariEngine:
         audio = model(request.text, seed=seed)  # type: ignore[operator]
         return np.asarray(audio, dtype=np.float32)
 
+    def synthesize_batch(self, request: GenerateRequest, seeds: list[int]) -> list[np.ndarray]:
+        return [self.synthesize(request, seed) for seed in seeds]
+
     def _check_voice(self, voice: str | None) -> str:
         name = voice or self.default_voice
         available = self.voices()

@@ -1,0 +1,190 @@
+"""Reference audio for voice cloning: fetched, checked, resampled, cached by content hash.
+
+    load_reference("https://cdn.example.com/voices/zen.wav", settings, 24000)
+    load_reference("s3://bucket/voices/zen.wav", settings, 24000)
+    load_reference("voices/zen.wav", settings, 24000)      # under settings.voices_root
+
+Only https is fetched, and never from private, loopback or link-local addresses unless the
+settings allow it (a worker must not be a way into the network it runs in). Paths must stay
+under the volume root. A clip must decode and last 3-60 s. The checked clip is cached as a
+mono WAV at the engine's rate under its sha256, so a voice is fetched and checked once per
+worker, and the same bytes under another URL are the same voice.
+"""
+
+import hashlib
+import ipaddress
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+
+from gpu_worker.errors import InputError, TransientError
+from gpu_worker.qc import SILENCE_DBFS, rms_dbfs
+from gpu_worker.settings import WorkerSettings
+from gpu_worker.wav import decode_wav, encode_wav, resample
+
+MIN_SECONDS = 3.0
+MAX_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ReferenceAudio:
+    sha256: str  # of the bytes as fetched: the voice's fingerprint
+    path: Path  # the checked clip: mono 16-bit WAV at `rate`
+    samples: np.ndarray
+    rate: int
+
+    @property
+    def seconds(self) -> float:
+        return self.samples.size / self.rate
+
+
+def load_reference(uri: str, settings: WorkerSettings, rate: int) -> ReferenceAudio:
+    """Fetch (or find in the cache), check and resample the reference clip at `uri`."""
+    data = fetch(uri, settings)
+    digest = hashlib.sha256(data).hexdigest()
+    cached = settings.voice_cache_dir / f"{digest}-{rate}.wav"
+    if cached.is_file():
+        samples, _ = decode_wav(cached.read_bytes())
+        return ReferenceAudio(digest, cached, samples, rate)
+    samples = check_clip(data, uri, rate)
+    _write_atomic(cached, encode_wav(samples, rate))
+    return ReferenceAudio(digest, cached, samples, rate)
+
+
+def fingerprint(uri: str, settings: WorkerSettings) -> str:
+    """sha256 of the reference audio's bytes: what the cache key uses, not the URL."""
+    return hashlib.sha256(fetch(uri, settings)).hexdigest()
+
+
+def check_clip(data: bytes, uri: str, rate: int) -> np.ndarray:
+    """The clip as float32 mono at `rate`, or an InputError saying what is wrong with it."""
+    try:
+        samples, source_rate = decode_wav(data, f"reference audio {uri}")
+    except Exception as e:
+        raise InputError(
+            f"reference audio {uri} is not audio this worker can decode (WAV, FLAC or OGG)"
+        ) from e
+    seconds = samples.size / source_rate
+    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        raise InputError(
+            f"reference audio {uri} lasts {seconds:.1f} s; a voice clip must last "
+            f"{MIN_SECONDS:.0f}-{MAX_SECONDS:.0f} s (10-20 s works best)"
+        )
+    if rms_dbfs(samples) < SILENCE_DBFS:
+        raise InputError(f"reference audio {uri} is silent")
+    return resample(samples, source_rate, rate)
+
+
+def fetch(uri: str, settings: WorkerSettings) -> bytes:
+    scheme = urlparse(uri).scheme.lower()
+    if scheme == "https" or (scheme == "http" and settings.allow_http_voices):
+        return _fetch_url(uri, settings)
+    if scheme == "s3":
+        return _fetch_s3(uri, settings)
+    if scheme in ("", "file"):
+        return _read_volume(uri.removeprefix("file://"), settings)
+    raise InputError(
+        f"audio_prompt_url {uri!r}: use an https URL, an s3:// URI or a path "
+        f"under the voices volume ({settings.voices_root}); {scheme}:// is refused"
+    )
+
+
+def _check_host(host: str, settings: WorkerSettings) -> None:
+    if settings.allow_private_voice_urls:
+        return
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror as e:
+        raise InputError(f"audio_prompt_url host {host!r} does not resolve") from e
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if (
+            ip.is_private
+            or ip.is_loopback
+            or ip.is_link_local
+            or ip.is_reserved
+            or ip.is_multicast
+            or ip.is_unspecified
+        ):
+            raise InputError(
+                f"audio_prompt_url host {host!r} is a private, loopback or "
+                f"link-local address ({ip}); refused"
+            )
+
+
+def _fetch_url(url: str, settings: WorkerSettings) -> bytes:
+    host = urlparse(url).hostname
+    if not host:
+        raise InputError(f"audio_prompt_url {url!r} has no host")
+    _check_host(host, settings)
+    limit = settings.voice_max_bytes
+    try:
+        # No redirects: a redirect could point at an address the check above refuses.
+        with httpx.stream("GET", url, timeout=30.0, follow_redirects=False) as response:
+            if response.status_code >= 500 or response.status_code == 429:
+                raise TransientError(f"reference audio {url}: HTTP {response.status_code}")
+            if response.status_code != 200:
+                raise InputError(f"reference audio {url}: HTTP {response.status_code}")
+            data = bytearray()
+            for block in response.iter_bytes():
+                data += block
+                if len(data) > limit:
+                    raise InputError(f"reference audio {url} is over the {limit:,}-byte limit")
+            return bytes(data)
+    except httpx.TransportError as e:
+        raise TransientError(f"reference audio {url}: {type(e).__name__}: {e}") from e
+
+
+def _fetch_s3(uri: str, settings: WorkerSettings) -> bytes:
+    import boto3
+    import botocore.exceptions
+
+    parsed = urlparse(uri)
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    if not bucket or not key:
+        raise InputError(f"audio_prompt_url {uri!r}: expected s3://BUCKET/KEY")
+    client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+        if head["ContentLength"] > settings.voice_max_bytes:
+            raise InputError(
+                f"reference audio {uri} is over the {settings.voice_max_bytes:,}-byte limit"
+            )
+        return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except botocore.exceptions.ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchKey", "403", "AccessDenied"):
+            raise InputError(f"reference audio {uri}: {code}") from e
+        raise TransientError(f"reference audio {uri}: {code or e}") from e
+
+
+def _read_volume(relative: str, settings: WorkerSettings) -> bytes:
+    root = settings.voices_root.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise InputError(f"audio_prompt_url {relative!r} is outside the voices volume {root}")
+    if not path.is_file():
+        raise InputError(f"reference audio {relative!r}: no such file under {root}")
+    if path.stat().st_size > settings.voice_max_bytes:
+        raise InputError(
+            f"reference audio {relative!r} is over the {settings.voice_max_bytes:,}-byte limit"
+        )
+    return path.read_bytes()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
