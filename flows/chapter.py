@@ -28,7 +28,14 @@ from gpu_worker.schema import GenerateRequest, GenerationParams
 from gpu_worker.settings import WorkerSettings
 from tasks.audio import AudioOptions, concatenate_chapter
 from tasks.backends import Backend, open_backend
-from tasks.generate import ChunkAudio, ChunkJob, ChunkOutcome, generate_chunk, plan_jobs
+from tasks.generate import (
+    ChunkAudio,
+    ChunkJob,
+    ChunkOutcome,
+    generate_chunk,
+    plan_jobs,
+    voice_fields,
+)
 from tasks.post import verify_audio, write_reports
 from tasks.settings import NarratorSettings
 from tasks.storage import OutputDir
@@ -106,11 +113,15 @@ def narrate_chapter(
     voice: str | None = None,
     options: NarrationOptions = NarrationOptions(),  # noqa: B008 - frozen, shown in the UI
 ) -> ChapterResult:
-    """Narrate the chapter file `source` into `out_dir` (default: out/<chapter name>/)."""
+    """Narrate the chapter file `source` into `out_dir` (default: out/<chapter name>/).
+
+    `voice` is a built-in voice name, or a reference clip to clone (https URL, s3:// URI,
+    or a path on the workers' voices volume); unset, the engine's default voice.
+    """
     settings, worker = NarratorSettings(), WorkerSettings()
     prepared = prepare_text(source, options.chunking, settings.max_chapter_bytes)
     backend = open_backend(settings, worker)
-    template = GenerateRequest(text=".", voice=voice, **options.generation.model_dump())
+    template = GenerateRequest(text=".", **voice_fields(voice), **options.generation.model_dump())
     jobs = plan_jobs([c.text for c in prepared.chunks], template, backend)
     outcomes = generate(jobs, backend, settings, options)
     stem = output_stem(source)
@@ -239,8 +250,11 @@ def _header(
             "words": prepared.word_count,
             "sha256": hashlib.sha256(prepared.text.encode()).hexdigest(),
         },
-        "voice": voice,
-        "backend": {"name": backend.name, "identity": backend.identity(voice)},
+        "voice": voice.split("?")[0] if voice else None,  # a presigned URL's query is a secret
+        "backend": {
+            "name": backend.name,
+            "identity": backend.identity(voice_fields(voice)["voice"]),
+        },
         "options": options.model_dump(mode="json"),
         "settings": {**settings.model_dump(mode="json"), **worker.model_dump(mode="json")},
         "versions": {

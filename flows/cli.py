@@ -131,6 +131,14 @@ def run(
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Regenerate every chunk, ignoring the cache.")
     ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="Where chunks are generated: local (this machine) or runpod "
+            "(NARRATOR_RUNPOD_* settings) (default: NARRATOR_BACKEND, else local)",
+            show_default=False,
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -159,7 +167,13 @@ def run(
     """Narrate one chapter: WAV, metadata.json, segments.json and SRT subtitles."""
     if on_low_score not in ("flag", "fail"):
         _fail(f"--on-low-score must be 'flag' or 'fail', not {on_low_score!r}")
-    overrides = {"NARRATOR_LOCAL_WORKERS": workers, "NARRATOR_CACHE_DIR": cache_dir}
+    if backend not in (None, "local", "runpod"):
+        _fail(f"--backend must be 'local' or 'runpod', not {backend!r}")
+    overrides = {
+        "NARRATOR_LOCAL_WORKERS": workers,
+        "NARRATOR_CACHE_DIR": cache_dir,
+        "NARRATOR_BACKEND": backend,
+    }
     os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
@@ -184,6 +198,53 @@ def run(
     except ValidationError as e:
         _fail(f"invalid options: {explain(e)}")
     _narrate(chapter, out, voice, options)
+
+
+@app.command()
+def endpoint(
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker slots: jobs run at once, each with its own engine and Whisper model.",
+            min=1,
+        ),
+    ] = 2,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    endpoint_id: Annotated[str, typer.Option(help="The {id} in /v2/{id}/run.")] = "local",
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="NARRATOR_ENDPOINT_API_KEY",
+            help="Bearer token clients must send "
+            "(default: NARRATOR_ENDPOINT_API_KEY, else a new random one, printed)",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Serve a local RunPod-compatible endpoint around the real worker handler.
+
+    It answers the hosted API (/run, /runsync, /status, /cancel, /health) on 127.0.0.1 with
+    the configured engine (NARRATOR_ENGINE), so `narrator run --backend runpod` can be tried
+    and tested without a RunPod account.
+    """
+    import secrets
+
+    import uvicorn
+
+    from gpu_worker.endpoint import EndpointConfig, with_workers
+    from gpu_worker.settings import WorkerSettings
+
+    key = api_key or secrets.token_urlsafe(24)
+    config = EndpointConfig(endpoint_id=endpoint_id, api_key=key)
+    service = with_workers(config, WorkerSettings(), workers)
+    err.print(
+        f"[bold]local RunPod endpoint[/] with {workers} workers. Point narrator at it:\n"
+        f"  export NARRATOR_BACKEND=runpod NARRATOR_RUNPOD_ENDPOINT_ID={endpoint_id} "
+        f"NARRATOR_RUNPOD_BASE_URL=http://127.0.0.1:{port}/v2"
+        + ("" if api_key else f" NARRATOR_RUNPOD_API_KEY={key}"),
+        highlight=False,
+    )
+    uvicorn.run(service.app, host="127.0.0.1", port=port, log_level="warning")
 
 
 def _quiet_console() -> None:

@@ -1,13 +1,22 @@
 """Where a chunk's audio is made. Every backend speaks the worker's wire contract
 (GenerateRequest in, GenerateResult out), so the flow cannot tell them apart.
 
-    LocalBackend   the worker code in this process (embedded CPU engine by default)
+    LocalBackend    the worker code in this process (embedded CPU engine by default)
+    RunPodBackend   a RunPod serverless endpoint, over its REST API
 """
 
+import asyncio
+import contextlib
 import queue
+import random
 import threading
-from typing import Protocol
+from typing import Any, Protocol, cast
 
+import httpx
+from pydantic import ValidationError
+
+from gpu_worker import voices
+from gpu_worker.errors import InputError, PermanentError, TransientError
 from gpu_worker.generate import Worker
 from gpu_worker.schema import GenerateRequest, GenerateResult
 from gpu_worker.settings import WorkerSettings
@@ -19,6 +28,11 @@ class Backend(Protocol):
 
     def identity(self, voice: str | None) -> str:
         """Everything about the backend that changes the audio for `voice` (cache key part)."""
+        ...
+
+    def voice_fingerprint(self, audio_prompt_url: str) -> str:
+        """sha256 of a reference clip's bytes (the cache key uses it, never the URL: a
+        presigned URL changes every run, the voice does not)."""
         ...
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
@@ -46,6 +60,9 @@ class LocalBackend:
             return worker.identity(voice)
         finally:
             self._idle.put(worker)
+
+    def voice_fingerprint(self, audio_prompt_url: str) -> str:
+        return voices.fingerprint(audio_prompt_url, self.settings)
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
         with self._lock:
@@ -75,15 +92,204 @@ class LocalBackend:
         return self._idle.get()
 
 
-_LOCAL: dict[tuple[WorkerSettings, int], LocalBackend] = {}
-_LOCAL_LOCK = threading.Lock()
+class RunPodBackend:
+    """Generates chunks on a RunPod serverless endpoint: /run, then /status until done.
+
+    Not the runpod SDK's client: it returns None for a FAILED job (the worker's error
+    message is lost), reads the API key only from its own config file, and retries only
+    plain-http failures. This is a small async httpx client on the documented REST API
+    instead. It runs on one event loop of its own (one connection pool; every chunk's
+    polling multiplexed), behind the same blocking `generate` the tasks call. At most
+    `runpod_concurrency` jobs are in flight. 429s and 5xxs are retried here with backoff
+    and jitter, honouring Retry-After; what still fails is classified: TransientError (5xx,
+    429, timeouts, connection errors, TIMED_OUT, a worker out of memory) or PermanentError
+    (refused key, bad request, a FAILED job's own error, undecodable output). A job whose
+    wait is interrupted (the flow run cancelled) is cancelled on the endpoint.
+    """
+
+    name = "runpod"
+    attempts = 5  # per HTTP call, for 429 / 5xx / connection errors
+    first_poll = 0.1  # seconds; polling backs off to `slowest_poll`
+    slowest_poll = 1.0
+
+    def __init__(self, settings: NarratorSettings, api_key: str, worker: WorkerSettings) -> None:
+        if not settings.runpod_endpoint_id:
+            raise InputError("backend runpod needs NARRATOR_RUNPOD_ENDPOINT_ID")
+        self.settings, self.worker_settings = settings, worker
+        self._base = f"{settings.runpod_base_url.rstrip('/')}/{settings.runpod_endpoint_id}"
+        self._key = api_key
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="runpod-client", daemon=True).start()
+        self._client, self._slots = self._call(self._open())
+        self.jobs_submitted = 0
+
+    async def _open(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        limit = self.settings.runpod_concurrency
+        client = httpx.AsyncClient(
+            headers={"authorization": f"Bearer {self._key}"},
+            timeout=httpx.Timeout(30.0),
+            limits=httpx.Limits(max_connections=limit + 8, max_keepalive_connections=limit + 8),
+        )
+        return client, asyncio.Semaphore(limit)
+
+    def _call(self, coroutine: Any) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # the coroutine cancels its job on the endpoint
+            raise
+
+    def identity(self, voice: str | None) -> str:
+        deployed = self.settings.runpod_identity or f"runpod:{self.settings.runpod_endpoint_id}"
+        return f"{deployed} voice={voice or 'default'}"
+
+    def voice_fingerprint(self, audio_prompt_url: str) -> str:
+        try:
+            return voices.fingerprint(audio_prompt_url, self.worker_settings)
+        except InputError:
+            if "://" in audio_prompt_url:
+                raise
+            return f"volume:{audio_prompt_url}"  # only the workers see their volume
+
+    def generate(self, request: GenerateRequest) -> GenerateResult:
+        result: GenerateResult = self._call(self._generate(request))
+        return result
+
+    async def _generate(self, request: GenerateRequest) -> GenerateResult:
+        async with self._slots:
+            job = await self._request(
+                "POST",
+                "/run",
+                json={
+                    "input": request.model_dump(mode="json"),
+                    "policy": {"executionTimeout": int(self.settings.runpod_job_timeout * 1000)},
+                },
+            )
+            self.jobs_submitted += 1
+            try:
+                async with asyncio.timeout(self.settings.runpod_job_timeout):
+                    status = await self._wait(job["id"])
+            except (asyncio.CancelledError, TimeoutError) as stopped:
+                await asyncio.shield(self._cancel(job["id"]))
+                if isinstance(stopped, TimeoutError):
+                    raise TransientError(
+                        f"job {job['id']} took longer than "
+                        f"{self.settings.runpod_job_timeout:g} s; cancelled"
+                    ) from stopped
+                raise
+        return _result(job["id"], status)
+
+    async def _wait(self, job_id: str) -> dict[str, Any]:
+        delay = self.first_poll
+        while True:
+            status = await self._request("GET", f"/status/{job_id}")
+            if status.get("status") in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
+                return status
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, self.slowest_poll)
+
+    async def _cancel(self, job_id: str) -> None:
+        with contextlib.suppress(httpx.HTTPError):  # best effort: its timeout ends it anyway
+            await self._client.post(f"{self._base}/cancel/{job_id}")
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """One API call, retried on 429 / 5xx / connection errors; returns its JSON."""
+        failure = ""
+        for attempt in range(self.attempts):
+            try:
+                response = await self._client.request(method, self._base + path, **kwargs)
+            except httpx.TransportError as e:
+                failure, wait = f"{type(e).__name__}: {e}", None
+            else:
+                if response.status_code < 400:
+                    body: dict[str, Any] = response.json()
+                    return body
+                _refuse_permanently(response, path)
+                failure = f"HTTP {response.status_code} from {path}: {response.text[:200]}"
+                wait = _retry_after(response)
+            await asyncio.sleep(wait if wait is not None else _backoff(attempt))
+        raise TransientError(f"RunPod API still failing after {self.attempts} attempts: {failure}")
+
+
+def _refuse_permanently(response: httpx.Response, path: str) -> None:
+    code = response.status_code
+    if code in (401, 403):
+        raise PermanentError(
+            f"RunPod refused the API key (HTTP {code}); check "
+            "NARRATOR_RUNPOD_API_KEY or the runpod-api-key Secret block"
+        )
+    if code == 404 and path in ("/run", "/runsync"):
+        raise PermanentError(
+            "RunPod endpoint not found (HTTP 404): check "
+            "NARRATOR_RUNPOD_ENDPOINT_ID and NARRATOR_RUNPOD_BASE_URL"
+        )
+    if 400 <= code < 500 and code != 429:
+        raise PermanentError(f"RunPod refused {path} (HTTP {code}): {response.text[:300]}")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return min(60.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _backoff(attempt: int) -> float:
+    return min(10.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+
+
+TRANSIENT_FAILURES = ("TransientError", "out of memory", "CUDA error", "timed out")
+
+
+def _result(job_id: str, status: dict[str, Any]) -> GenerateResult:
+    state = status.get("status")
+    if state == "COMPLETED":
+        try:
+            return GenerateResult.model_validate(status.get("output"))
+        except ValidationError as e:
+            raise PermanentError(
+                f"job {job_id} returned output that is not a GenerateResult: {e.errors()[0]['msg']}"
+            ) from e
+    error = str(status.get("error") or state)
+    if state == "FAILED" and not any(mark in error for mark in TRANSIENT_FAILURES):
+        raise PermanentError(f"job {job_id} FAILED on the worker: {error}")
+    raise TransientError(f"job {job_id} {state} on the worker: {error}")
+
+
+def api_key(settings: NarratorSettings) -> str:
+    """NARRATOR_RUNPOD_API_KEY, else the Prefect Secret block named in the settings."""
+    if settings.runpod_api_key is not None:
+        return settings.runpod_api_key.get_secret_value()
+    from prefect.blocks.system import Secret
+
+    try:
+        secret = cast(Secret, Secret.load(settings.runpod_api_key_block))
+    except ValueError as e:
+        raise InputError(
+            f"no RunPod API key: set NARRATOR_RUNPOD_API_KEY or create the "
+            f"Prefect Secret block {settings.runpod_api_key_block!r}"
+        ) from e
+    return str(secret.get())
+
+
+_OPEN: dict[tuple[object, ...], Backend] = {}
+_OPEN_LOCK = threading.Lock()
 
 
 def open_backend(settings: NarratorSettings, worker: WorkerSettings) -> Backend:
-    """The backend the settings name. Local backends are shared per process, so models load
-    once however many chapters a process narrates."""
-    with _LOCAL_LOCK:
-        key = (worker, settings.local_workers)
-        if key not in _LOCAL:
-            _LOCAL[key] = LocalBackend(worker, settings.local_workers)
-        return _LOCAL[key]
+    """The backend the settings name, shared per process: local models load once however
+    many chapters a process narrates, and RunPod jobs share one connection pool."""
+    key: tuple[object, ...] = (
+        (settings.backend, worker, settings.local_workers)
+        if settings.backend == "local"
+        else (settings.backend, settings)
+    )
+    with _OPEN_LOCK:
+        if key not in _OPEN:
+            _OPEN[key] = (
+                LocalBackend(worker, settings.local_workers)
+                if settings.backend == "local"
+                else RunPodBackend(settings, api_key(settings), worker)
+            )
+        return _OPEN[key]

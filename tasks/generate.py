@@ -1,8 +1,9 @@
 """Phase 2.3: one mapped task per chunk, cached across runs, retried only when transient.
 
 The cache key is a sha256 over everything that changes a chunk's audio: the request (the
-normalised text and every generation parameter, the voice name and reference) and the
-backend identity (engine, model and voice hashes, Whisper model and settings). Editing one
+normalised text and every generation parameter, the voice name), the reference clip's
+content hash (not its URL) and the backend identity (engine, model and voice hashes, Whisper
+model and settings). Editing one
 sentence changes one key; changing the voice or the engine changes them all. Results are
 persisted under that key in the result storage the flow configures, so any later run, in
 any process, reuses them without calling the backend.
@@ -49,22 +50,35 @@ class ChunkAudio:
     backend_seconds: float
 
 
-def cache_key(request: GenerateRequest, backend_identity: str) -> str:
+def cache_key(request: GenerateRequest, backend_identity: str, voice: str | None = None) -> str:
+    """sha256 over the request (minus the reference clip's URL), the clip's own fingerprint
+    and the backend's identity."""
     payload = {
         "format": CACHE_FORMAT,
-        "request": request.model_dump(mode="json"),
+        "request": request.model_dump(mode="json", exclude={"audio_prompt_url"}),
+        "reference_audio": voice,
         "backend": backend_identity,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def voice_fields(voice: str | None) -> dict[str, str | None]:
+    """A flow's `voice`: a built-in voice name ("heart"), or a reference clip to clone (an
+    https URL, an s3:// URI, or a path on the workers' voices volume)."""
+    if voice and ("/" in voice or "://" in voice or voice.lower().endswith((".wav", ".flac"))):
+        return {"voice": None, "audio_prompt_url": voice}
+    return {"voice": voice, "audio_prompt_url": None}
+
+
 def plan_jobs(texts: list[str], template: GenerateRequest, backend: Backend) -> list[ChunkJob]:
     """One job per chunk text: the template request with the text filled in, and its key."""
     identity = backend.identity(template.voice)
+    reference = template.audio_prompt_url
+    fingerprint = backend.voice_fingerprint(reference) if reference else None
     jobs = []
     for index, text in enumerate(texts):
         request = template.model_copy(update={"text": text})
-        jobs.append(ChunkJob(index, request, cache_key(request, identity)))
+        jobs.append(ChunkJob(index, request, cache_key(request, identity, fingerprint)))
     return jobs
 
 

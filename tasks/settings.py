@@ -8,7 +8,7 @@ pauses) are flow parameters instead: see `flows.chapter.NarrationOptions`.
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,10 +21,10 @@ class NarratorSettings(BaseSettings):
         env_prefix="NARRATOR_", env_file=".env", extra="ignore", frozen=True
     )
 
-    backend: Literal["local"] = Field(
+    backend: Literal["local", "runpod"] = Field(
         "local",
         description="Where chunks are generated. local: the worker code in this "
-        "process, on the CPU.",
+        "process, on the CPU. runpod: a RunPod serverless endpoint (NARRATOR_RUNPOD_*).",
     )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
@@ -42,4 +42,39 @@ class NarratorSettings(BaseSettings):
     )
     max_chapter_bytes: int = Field(
         5_000_000, ge=1, description="Largest chapter file accepted (about 800,000 words)."
+    )
+
+    # RunPod (backend = runpod)
+    runpod_endpoint_id: str | None = Field(
+        None, description="The endpoint's id, as in https://api.runpod.ai/v2/<id>/run."
+    )
+    runpod_api_key: SecretStr | None = Field(
+        None,
+        description="API key. Unset: read from the Prefect Secret block named by "
+        "runpod_api_key_block.",
+    )
+    runpod_api_key_block: str = Field(
+        "runpod-api-key",
+        description="Prefect Secret block holding the API key when "
+        "NARRATOR_RUNPOD_API_KEY is unset.",
+    )
+    runpod_base_url: str = Field(
+        "https://api.runpod.ai/v2",
+        description="The API's base URL (a local endpoint: http://127.0.0.1:8000/v2).",
+    )
+    runpod_concurrency: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Jobs in flight at once; match it to the endpoint's "
+        "max workers (plus a few to keep its queue fed).",
+    )
+    runpod_identity: str | None = Field(
+        None,
+        description="What the endpoint's workers run (image tag, model version): part "
+        "of every cache key, so change it when you deploy a new image. Unset: "
+        "runpod:<endpoint id>.",
+    )
+    runpod_job_timeout: float = Field(
+        900.0, gt=0, description="Seconds to wait for one job before cancelling it and retrying."
     )

@@ -1,9 +1,13 @@
 """Shared fixtures. Models load once per test session; a Prefect server starts only for
 the tests that ask for one (it takes ~25 s on these machines)."""
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+import uvicorn
 
 from gpu_worker.generate import Worker
 from gpu_worker.settings import WorkerSettings
@@ -31,3 +35,28 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Any], str]]:
+    """Serve an ASGI app on 127.0.0.1 (a free port) in a thread; returns its base URL.
+    Every server started is stopped when the test ends."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app: Any) -> str:
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        servers.append((server, thread))
+        port = server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)

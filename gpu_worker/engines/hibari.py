@@ -42,6 +42,11 @@ class HibariEngine:
         return f"hibari-tts=={version('hibari-tts')} voice={name} sha256={VOICES[name]['sha256']}"
 
     def synthesize(self, request: GenerateRequest, seed: int) -> np.ndarray:
+        if request.audio_prompt_url:
+            raise InputError(
+                "the hibari engine has built-in voices only and cannot clone "
+                f"{request.audio_prompt_url!r}; use the chatterbox engine"
+            )
         model = self._model(self._check_voice(request.voice))
         audio = model(request.text, seed=seed)  # type: ignore[operator]
         return np.asarray(audio, dtype=np.float32)

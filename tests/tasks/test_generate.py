@@ -75,3 +75,11 @@ def test_a_transient_failure_is_retried_and_a_permanent_one_is_not(
     with pytest.raises(PermanentError, match="API key was refused"):
         task(job, refused)
     assert refused.calls == 1
+
+
+def test_a_reference_clip_counts_by_content_not_by_url() -> None:
+    """A presigned URL changes every run; the cache key must not."""
+    a = REQUEST.model_copy(update={"audio_prompt_url": "https://cdn.x/zen.wav?sig=111"})
+    b = REQUEST.model_copy(update={"audio_prompt_url": "https://cdn.x/zen.wav?sig=222"})
+    assert cache_key(a, "engine", "sha-of-zen") == cache_key(b, "engine", "sha-of-zen")
+    assert cache_key(a, "engine", "sha-of-zen") != cache_key(a, "engine", "sha-of-other")

@@ -1,0 +1,276 @@
+"""A local stand-in for a RunPod serverless endpoint: the hosted queue API around the real
+handler, on 127.0.0.1. It is the development endpoint, the integration-test target, and the
+place where later work injects faults and measures dispatch.
+
+    POST /v2/{id}/run                 {"input": {...}, "policy": {"executionTimeout": ms}}
+    POST /v2/{id}/runsync?wait=ms     the same, answered when done (or after `wait`)
+    GET  /v2/{id}/status/{job}        IN_QUEUE -> IN_PROGRESS -> COMPLETED | FAILED | CANCELLED
+                                      | TIMED_OUT, with output or error, delayTime, executionTime
+    POST /v2/{id}/cancel/{job}
+    POST /v2/{id}/purge-queue
+    GET  /v2/{id}/health              job and worker counts
+
+Every request needs `Authorization: Bearer <key>` (or the bare key, as RunPod accepts),
+compared in constant time. Bodies over RunPod's limits (10 MB /run, 20 MB /runsync) are
+refused; results are kept 30 minutes after /run and 1 minute after /runsync, then answer
+404. N worker slots each own a Worker, so no model is shared between threads; a job that
+overruns its execution timeout is TIMED_OUT, and its slot stays busy until the handler
+returns, as a real worker would.
+"""
+
+import asyncio
+import contextlib
+import hmac
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, SecretStr
+
+from gpu_worker.generate import Worker
+from gpu_worker.handler import handle
+from gpu_worker.settings import WorkerSettings
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+
+
+class EndpointConfig(BaseModel):
+    endpoint_id: str = Field("local", description="The {id} in /v2/{id}/...")
+    api_key: SecretStr = Field(description="Bearer token every request must carry.")
+    run_max_bytes: int = 10 * 1024 * 1024
+    runsync_max_bytes: int = 20 * 1024 * 1024
+    run_retention_s: float = 30 * 60
+    runsync_retention_s: float = 60
+    execution_timeout_s: float = 600.0
+
+
+@dataclass
+class Job:
+    id: str
+    input: Any
+    timeout_s: float
+    retention_s: float
+    status: str = "IN_QUEUE"
+    created: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    finished: float | None = None
+    output: Any = None
+    error: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def finish(self, status: str, output: Any = None, error: str | None = None) -> None:
+        if self.status in FINAL:
+            return
+        self.status, self.output, self.error = status, output, error
+        self.finished = time.monotonic()
+        self.done.set()
+
+    def view(self) -> dict[str, Any]:
+        now = time.monotonic()
+        body: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "delayTime": round(((self.started or now) - self.created) * 1000),
+        }
+        if self.started is not None:
+            body["executionTime"] = round(((self.finished or now) - self.started) * 1000)
+        if self.status == "COMPLETED":
+            body["output"] = self.output
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+class Endpoint:
+    """The queue and its worker slots; `app` serves the HTTP API."""
+
+    def __init__(self, config: EndpointConfig, handlers: list[Handler]) -> None:
+        self.config = config
+        self.handlers = handlers
+        self.jobs: dict[str, Job] = {}
+        self.queue: asyncio.Queue[Job] = asyncio.Queue()
+        self.busy = 0
+        self.counts = {"completed": 0, "failed": 0, "retried": 0}
+        self.faults: list[tuple[int, float | None]] = []  # answers to give before serving
+        self.requests = 0
+        self.app = self._routes(FastAPI(title="narrator local RunPod endpoint"))
+        self.app.router.on_startup.append(self._start)
+
+    async def _start(self) -> None:
+        for handler in self.handlers:
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="endpoint-worker")
+            asyncio.get_running_loop().create_task(self._slot(handler, executor))
+
+    async def _slot(self, handler: Handler, executor: ThreadPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            job = await self.queue.get()
+            if job.status != "IN_QUEUE":
+                continue  # cancelled while queued
+            job.status, job.started = "IN_PROGRESS", time.monotonic()
+            self.busy += 1
+            work = loop.run_in_executor(executor, handler, {"id": job.id, "input": job.input})
+            result: Any
+            try:
+                result = await asyncio.wait_for(asyncio.shield(work), job.timeout_s)
+            except TimeoutError:
+                job.finish(
+                    "TIMED_OUT", error=f"job exceeded its {job.timeout_s:g} s execution timeout"
+                )
+                (result,) = await asyncio.gather(work, return_exceptions=True)  # slot stays busy
+            except Exception as e:  # the handler raised instead of returning {"error": ...}
+                result = {"error": f"{type(e).__name__}: {e}"}
+            finally:
+                self.busy -= 1
+            self._settle(job, result)
+
+    def _settle(self, job: Job, result: Any) -> None:
+        if isinstance(result, BaseException):
+            result = {"error": f"{type(result).__name__}: {result}"}
+        if isinstance(result, dict) and "error" in result:
+            if job.status not in FINAL:
+                self.counts["failed"] += 1
+            job.finish("FAILED", error=str(result["error"]))
+        else:
+            if job.status not in FINAL:
+                self.counts["completed"] += 1
+            job.finish("COMPLETED", output=result)
+
+    def inject(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
+        """Answer the next `times` authorised requests with `status` (a fault drill)."""
+        self.faults.extend([(status, retry_after)] * times)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for job_id in [
+            j.id
+            for j in self.jobs.values()
+            if j.finished is not None and now - j.finished > j.retention_s
+        ]:
+            del self.jobs[job_id]
+
+    def _authorised(self, request: Request) -> bool:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        expected = self.config.api_key.get_secret_value()
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    async def _submit(self, request: Request, limit: int, retention_s: float) -> Job:
+        body = await request.body()
+        if len(body) > limit:
+            raise _Refusal(
+                413,
+                f"request body is {len(body):,} bytes; this operation accepts at most {limit:,}",
+            )
+        try:
+            payload = await request.json()
+        except ValueError as e:
+            raise _Refusal(400, "request body is not JSON") from e
+        if not isinstance(payload, dict) or "input" not in payload:
+            raise _Refusal(400, 'request body must be a JSON object with an "input" key')
+        policy = payload.get("policy") or {}
+        timeout_ms = policy.get("executionTimeout")
+        timeout = timeout_ms / 1000 if timeout_ms else self.config.execution_timeout_s
+        job = Job(f"{uuid.uuid4()}-u1", payload["input"], timeout, retention_s)
+        self.jobs[job.id] = job
+        await self.queue.put(job)
+        return job
+
+    def _routes(self, app: FastAPI) -> FastAPI:
+        base = f"/v2/{self.config.endpoint_id}"
+
+        @app.middleware("http")
+        async def guard(request: Request, call_next):
+            if not self._authorised(request):
+                return JSONResponse({"error": "Unauthorized: invalid or missing API key"}, 401)
+            self.requests += 1
+            if self.faults:
+                status, retry_after = self.faults.pop(0)
+                headers = {"retry-after": f"{retry_after:g}"} if retry_after is not None else {}
+                return JSONResponse({"error": f"injected fault: HTTP {status}"}, status, headers)
+            self._expire()
+            return await call_next(request)
+
+        @app.exception_handler(_Refusal)
+        async def refused(request: Request, refusal: _Refusal) -> JSONResponse:
+            return JSONResponse({"error": refusal.message}, refusal.status)
+
+        @app.post(f"{base}/run")
+        async def run(request: Request) -> dict[str, Any]:
+            job = await self._submit(
+                request, self.config.run_max_bytes, self.config.run_retention_s
+            )
+            return {"id": job.id, "status": job.status}
+
+        @app.post(f"{base}/runsync")
+        async def runsync(request: Request, wait: int = 90_000) -> dict[str, Any]:
+            job = await self._submit(
+                request, self.config.runsync_max_bytes, self.config.runsync_retention_s
+            )
+            with contextlib.suppress(TimeoutError):  # still running: answer with its status
+                await asyncio.wait_for(job.done.wait(), min(max(wait, 1000), 300_000) / 1000)
+            return job.view()
+
+        @app.get(f"{base}/status/{{job_id}}")
+        async def status(job_id: str) -> JSONResponse:
+            job = self.jobs.get(job_id)
+            if job is None:
+                return JSONResponse(
+                    {
+                        "error": f"job {job_id} not found (never submitted, or "
+                        "its result has expired)"
+                    },
+                    404,
+                )
+            return JSONResponse(job.view())
+
+        @app.post(f"{base}/cancel/{{job_id}}")
+        async def cancel(job_id: str) -> JSONResponse:
+            job = self.jobs.get(job_id)
+            if job is None:
+                return JSONResponse({"error": f"job {job_id} not found"}, 404)
+            job.finish("CANCELLED")
+            return JSONResponse({"id": job.id, "status": job.status})
+
+        @app.post(f"{base}/purge-queue")
+        async def purge() -> dict[str, Any]:
+            queued = [j for j in self.jobs.values() if j.status == "IN_QUEUE"]
+            for job in queued:
+                job.finish("CANCELLED")
+            return {"removed": len(queued), "status": "completed"}
+
+        @app.get(f"{base}/health")
+        async def health() -> dict[str, Any]:
+            waiting = sum(j.status == "IN_QUEUE" for j in self.jobs.values())
+            return {
+                "jobs": {**self.counts, "inProgress": self.busy, "inQueue": waiting},
+                "workers": {
+                    "idle": len(self.handlers) - self.busy,
+                    "running": self.busy,
+                    "initializing": 0,
+                    "throttled": 0,
+                    "unhealthy": 0,
+                },
+            }
+
+        return app
+
+
+def with_workers(config: EndpointConfig, settings: WorkerSettings, workers: int) -> Endpoint:
+    """An endpoint whose slots each run the real handler on a Worker of their own."""
+    loaded = [Worker.load(settings) for _ in range(workers)]
+    return Endpoint(
+        config, [partial(handle, worker=w, keep_audio=settings.keep_audio_dir) for w in loaded]
+    )
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message

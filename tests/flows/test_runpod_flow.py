@@ -1,0 +1,55 @@
+"""backend=runpod against the local RunPod-compatible endpoint gives the same chapter as
+backend=local: same seeds, same chunk audio."""
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.chapter import NarrationOptions, narrate_chapter
+from gpu_worker.endpoint import Endpoint, EndpointConfig
+from gpu_worker.generate import Worker
+from gpu_worker.handler import handle
+from gpu_worker.schema import GenerationParams
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+CHAPTER = """# Two Roads
+
+The light came round once every ten seconds. It had done so since 1951.
+
+"Is it still worth it?" asked Mr. Venn. It cost $18,400 a year.
+
+She said it was worth every cent, and went home at 9 p.m.
+"""
+
+
+def test_runpod_and_local_backends_make_the_same_chapter(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    worker: Worker,
+    serve: Callable[[Any], str],
+) -> None:
+    endpoint = Endpoint(EndpointConfig(api_key="flow-key"), [partial(handle, worker=worker)])
+    base = serve(endpoint.app)
+    source = tmp_path / "two-roads.md"
+    source.write_text(CHAPTER)
+    options = NarrationOptions(generation=GenerationParams(n_candidates=2, seed=11))
+    monkeypatch.setenv("NARRATOR_CACHE_DIR", str(tmp_path / "cache"))
+
+    local = narrate_chapter(str(source), str(tmp_path / "local"), None, options)
+
+    for name, value in {
+        "BACKEND": "runpod",
+        "RUNPOD_ENDPOINT_ID": "local",
+        "RUNPOD_BASE_URL": f"{base}/v2",
+        "RUNPOD_API_KEY": "flow-key",
+    }.items():
+        monkeypatch.setenv(f"NARRATOR_{name}", value)
+    remote = narrate_chapter(str(source), str(tmp_path / "runpod"), None, options)
+
+    assert remote.cache_hits == 0  # another backend identity: nothing reused from local
+    assert endpoint.counts["completed"] == remote.chunks == local.chunks
+    assert remote.audio.read_bytes() == local.audio.read_bytes()

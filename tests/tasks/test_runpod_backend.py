@@ -1,0 +1,115 @@
+"""RunPodBackend against the local RunPod-compatible endpoint (real HTTP, real handler)."""
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from gpu_worker.endpoint import Endpoint, EndpointConfig
+from gpu_worker.errors import InputError, PermanentError, TransientError
+from gpu_worker.generate import Worker
+from gpu_worker.handler import handle
+from gpu_worker.schema import GenerateRequest
+from gpu_worker.settings import WorkerSettings
+from tasks.backends import RunPodBackend
+from tasks.settings import NarratorSettings
+
+KEY = "test-key-5678"
+REQUEST = GenerateRequest(text="The beam swept out across the water.", n_candidates=1)
+
+
+@pytest.fixture
+def endpoint(worker: Worker) -> Endpoint:
+    return Endpoint(EndpointConfig(api_key=KEY), [partial(handle, worker=worker)])
+
+
+@pytest.fixture
+def connect(endpoint: Endpoint, serve: Callable[[Any], str]) -> Callable[..., RunPodBackend]:
+    base = serve(endpoint.app)
+
+    def backend(key: str = KEY, **settings: Any) -> RunPodBackend:
+        config = NarratorSettings(
+            backend="runpod",
+            runpod_endpoint_id="local",
+            runpod_base_url=f"{base}/v2",
+            runpod_api_key=SecretStr(key),
+            **settings,
+        )
+        return RunPodBackend(config, key, WorkerSettings())
+
+    return backend
+
+
+def test_a_chunk_is_generated_on_the_endpoint(
+    connect: Callable[..., RunPodBackend], worker: Worker
+) -> None:
+    result = connect().generate(REQUEST)
+    assert result.passed
+    assert result.audio_base64 == worker.generate(REQUEST).audio_base64  # same seeds, same audio
+
+
+def test_a_refused_key_is_permanent_and_says_so(connect: Callable[..., RunPodBackend]) -> None:
+    with pytest.raises(PermanentError, match=r"RunPod refused the API key \(HTTP 401\)"):
+        connect(key="not-the-key").generate(REQUEST)
+
+
+def test_503_then_success_is_retried(
+    connect: Callable[..., RunPodBackend], endpoint: Endpoint
+) -> None:
+    endpoint.inject(503, times=2)
+    assert connect().generate(REQUEST).passed
+    assert endpoint.faults == []
+
+
+def test_retry_after_is_honoured(connect: Callable[..., RunPodBackend], endpoint: Endpoint) -> None:
+    endpoint.inject(429, retry_after=1.2)
+    started = time.monotonic()
+    assert connect().generate(REQUEST).passed
+    assert time.monotonic() - started >= 1.2
+
+
+def test_an_endpoint_that_keeps_failing_is_a_transient_error(
+    connect: Callable[..., RunPodBackend], endpoint: Endpoint
+) -> None:
+    backend = connect()
+    backend.attempts = 2
+    endpoint.inject(502, times=2)
+    with pytest.raises(TransientError, match=r"still failing after 2 attempts: HTTP 502"):
+        backend.generate(REQUEST)
+
+
+def test_a_failed_job_surfaces_the_workers_message(connect: Callable[..., RunPodBackend]) -> None:
+    with pytest.raises(
+        PermanentError,
+        match=r"FAILED on the worker: InputError: voice "
+        r"'nobody' is not available",
+    ):
+        connect().generate(REQUEST.model_copy(update={"voice": "nobody"}))
+
+
+def test_a_job_that_takes_too_long_is_cancelled_and_transient(
+    connect: Callable[..., RunPodBackend], endpoint: Endpoint
+) -> None:
+    with pytest.raises(TransientError, match=r"took longer than 0\.05 s; cancelled"):
+        connect(runpod_job_timeout=0.05).generate(REQUEST)
+    # stopped either by the client's cancel or by the execution timeout it sent with the job
+    assert [job.status for job in endpoint.jobs.values()] in (["CANCELLED"], ["TIMED_OUT"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/voice.wav",
+        "https://10.1.2.3/voice.wav",
+        "https://169.254.169.254/latest/meta-data",
+    ],
+)
+def test_a_private_address_reference_is_refused_before_any_job(
+    connect: Callable[..., RunPodBackend], endpoint: Endpoint, url: str
+) -> None:
+    with pytest.raises(InputError, match="private, loopback or link-local"):
+        connect().voice_fingerprint(url)
+    assert endpoint.requests == 0
