@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.futures import PrefectFuture, as_completed
+from prefect.logging import get_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,7 +28,7 @@ from gpu_worker.errors import PermanentError, ValidationFailed
 from gpu_worker.schema import GenerateRequest, GenerationParams
 from gpu_worker.settings import WorkerSettings
 from tasks.audio import AudioOptions, concatenate_chapter
-from tasks.backends import Backend, open_backend
+from tasks.backends import Backend, cancel_remote_jobs, open_backend
 from tasks.generate import (
     ChunkAudio,
     ChunkJob,
@@ -102,8 +103,17 @@ def output_stem(source: str) -> str:
     return stem or "chapter"
 
 
+def _cancel_remote_jobs(flow: Any, flow_run: Any, state: Any) -> None:
+    """When a run is cancelled or crashes, stop paying for its jobs still on the endpoint."""
+    cancelled = cancel_remote_jobs()
+    if cancelled:
+        get_logger("narrator").warning("cancelled %d RunPod jobs still in flight", cancelled)
+
+
 @flow(
     name="narrate-chapter",
+    on_cancellation=[_cancel_remote_jobs],
+    on_crashed=[_cancel_remote_jobs],
     # Prefect types TaskRunner invariantly in its future type; this runner is the stock one.
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_TASK_THREADS),  # type: ignore[arg-type]
 )

@@ -122,6 +122,7 @@ class RunPodBackend:
         threading.Thread(target=self._loop.run_forever, name="runpod-client", daemon=True).start()
         self._client, self._slots = self._call(self._open())
         self.jobs_submitted = 0
+        self.in_flight: set[str] = set()
 
     async def _open(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         limit = self.settings.runpod_concurrency
@@ -167,6 +168,7 @@ class RunPodBackend:
                 },
             )
             self.jobs_submitted += 1
+            self.in_flight.add(job["id"])
             try:
                 async with asyncio.timeout(self.settings.runpod_job_timeout):
                     status = await self._wait(job["id"])
@@ -178,6 +180,8 @@ class RunPodBackend:
                         f"{self.settings.runpod_job_timeout:g} s; cancelled"
                     ) from stopped
                 raise
+            finally:
+                self.in_flight.discard(job["id"])
         return _result(job["id"], status)
 
     async def _wait(self, job_id: str) -> dict[str, Any]:
@@ -188,6 +192,16 @@ class RunPodBackend:
                 return status
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, self.slowest_poll)
+
+    def cancel_all(self) -> int:
+        """Cancel every job still in flight (a flow run was cancelled); returns how many."""
+        jobs = list(self.in_flight)
+
+        async def cancel() -> None:
+            await asyncio.gather(*(self._cancel(job) for job in jobs))
+
+        self._call(cancel())
+        return len(jobs)
 
     async def _cancel(self, job_id: str) -> None:
         with contextlib.suppress(httpx.HTTPError):  # best effort: its timeout ends it anyway
@@ -293,3 +307,10 @@ def open_backend(settings: NarratorSettings, worker: WorkerSettings) -> Backend:
                 else RunPodBackend(settings, api_key(settings), worker)
             )
         return _OPEN[key]
+
+
+def cancel_remote_jobs() -> int:
+    """Cancel the in-flight jobs of every RunPod backend this process opened."""
+    with _OPEN_LOCK:
+        remote = [b for b in _OPEN.values() if isinstance(b, RunPodBackend)]
+    return sum(backend.cancel_all() for backend in remote)

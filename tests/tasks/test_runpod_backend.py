@@ -1,5 +1,6 @@
 """RunPodBackend against the local RunPod-compatible endpoint (real HTTP, real handler)."""
 
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -113,3 +114,26 @@ def test_a_private_address_reference_is_refused_before_any_job(
     with pytest.raises(InputError, match="private, loopback or link-local"):
         connect().voice_fingerprint(url)
     assert endpoint.requests == 0
+
+
+def test_cancel_all_stops_the_jobs_in_flight(
+    connect: Callable[..., RunPodBackend], endpoint: Endpoint
+) -> None:
+    backend = connect()
+    outcome: list[BaseException] = []
+
+    def generate() -> None:
+        try:
+            backend.generate(REQUEST.model_copy(update={"n_candidates": 3}))
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=generate)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not backend.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert backend.cancel_all() == 1
+    thread.join(timeout=30)
+    assert [job.status for job in endpoint.jobs.values()] == ["CANCELLED"]
+    assert isinstance(outcome[0], TransientError) and "CANCELLED" in str(outcome[0])
