@@ -1,10 +1,12 @@
 """Best-of-N for one chunk: synthesise candidates, hear each, keep the best.
 
-A round makes `n_candidates` candidates with distinct seeds. Each is checked by the signal
-gates (qc.py) and transcribed by the validator, then scored against the text. If none passes
-`whisper_threshold`, another round runs, up to `max_retries` extra rounds. The best
-candidate over all rounds is returned — passing ones first, then the highest score, then the
-shortest — with every candidate's report.
+A round makes `n_candidates` candidates with distinct seeds. Each goes through the signal
+gates (qc.py), is transcribed by the validator with word times, scored against the text,
+and through the transcript gates. If none passes every gate and `whisper_threshold`,
+another round runs, up to `max_retries` extra rounds. The best candidate over all rounds
+(passing first, then the highest score, fewer problems, the shorter) has any sound after its
+last word cut away, and is returned with its word times, its reasons if it did not pass,
+and every candidate's report.
 """
 
 import base64
@@ -15,9 +17,15 @@ import numpy as np
 
 from gpu_worker import qc, scoring
 from gpu_worker.engines import Engine, load_engine
-from gpu_worker.schema import CandidateReport, GenerateMetadata, GenerateRequest, GenerateResult
+from gpu_worker.schema import (
+    CandidateReport,
+    GenerateMetadata,
+    GenerateRequest,
+    GenerateResult,
+    WordTiming,
+)
 from gpu_worker.settings import WorkerSettings
-from gpu_worker.validator import Validator
+from gpu_worker.validator import Validator, Word
 from gpu_worker.wav import encode_wav
 
 
@@ -25,6 +33,12 @@ from gpu_worker.wav import encode_wav
 class Candidate:
     audio: np.ndarray
     report: CandidateReport
+    words: tuple[Word, ...] = ()
+
+    def rank(self) -> tuple[bool, float, int, float]:
+        """Passing first, then the higher score, fewer problems, the shorter reading."""
+        r = self.report
+        return (r.passed, r.score, -len(r.reasons), -r.duration_seconds)
 
 
 class Worker:
@@ -44,18 +58,22 @@ class Worker:
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
         candidates = self.candidates(request)
-        best = max(
-            candidates, key=lambda c: (c.report.passed, c.report.score, -c.report.duration_seconds)
-        )
+        best = max(candidates, key=Candidate.rank)
         reports = [c.report for c in candidates]
         rate = self.engine.sample_rate
+        audio = qc.trim_tail(best.audio, rate, best.words[-1].end) if best.words else best.audio
         return GenerateResult(
-            audio_base64=base64.b64encode(encode_wav(best.audio, rate)).decode("ascii"),
+            audio_base64=base64.b64encode(encode_wav(audio, rate)).decode("ascii"),
             best_score=best.report.score,
             passed=best.report.passed,
+            reasons=best.report.reasons,
             transcript=best.report.transcript,
+            words=[
+                WordTiming(word=w.text, start=w.start, end=min(w.end, audio.size / rate))
+                for w in best.words
+            ],
             sample_rate=rate,
-            audio_duration_seconds=round(best.audio.size / rate, 3),
+            audio_duration_seconds=round(audio.size / rate, 3),
             metadata=GenerateMetadata(
                 candidates_generated=len(reports),
                 candidates_passed=sum(r.passed for r in reports),
@@ -104,13 +122,18 @@ class Worker:
         audio: np.ndarray,
         synthesis_ms: float,
     ) -> Candidate:
-        """Signal gates, then Whisper and the scorer."""
+        """The gates of qc.py, Whisper, and the scorer: a candidate with its reasons."""
         started = time.perf_counter()
-        reasons = qc.signal_gates(audio, self.engine.sample_rate, len(scoring.words(request.text)))
-        transcript, score = "", 0.0
+        rate = self.engine.sample_rate
+        reference = scoring.words(request.text)
+        reasons = qc.signal_gates(audio, rate, len(reference))
+        heard, score = None, 0.0
         if not {"empty", "silent"} & set(reasons):
-            heard = self.validator.transcribe(audio, self.engine.sample_rate, request.language_id)
-            transcript, score = heard.text, scoring.score(request.text, heard.text)
+            heard = self.validator.transcribe(audio, rate, request.language_id)
+            hypothesis = scoring.words(heard.text)
+            alignment = scoring.align(reference, hypothesis)
+            score = alignment.score
+            reasons += qc.transcript_gates(heard, alignment, reference, hypothesis, audio, rate)
         if score < request.whisper_threshold:
             reasons.append("below_threshold")
         return Candidate(
@@ -120,10 +143,11 @@ class Worker:
                 seed=seed,
                 score=score,
                 passed=not reasons,
-                transcript=transcript,
-                duration_seconds=round(audio.size / self.engine.sample_rate, 3),
+                transcript=heard.text if heard else "",
+                duration_seconds=round(audio.size / rate, 3),
                 reasons=reasons,
                 synthesis_ms=round(synthesis_ms, 1),
                 validation_ms=round((time.perf_counter() - started) * 1000, 1),
             ),
+            heard.words if heard else (),
         )

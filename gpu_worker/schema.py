@@ -94,14 +94,31 @@ class GenerateMetadata(BaseModel):
     candidates: list[CandidateReport]
 
 
+class WordTiming(BaseModel):
+    """A word Whisper heard in the returned audio, as it wrote it, with its time."""
+
+    word: str
+    start: float
+    end: float
+
+
 class GenerateResult(BaseModel):
     """The best candidate's audio (16-bit mono WAV, base64) and every score."""
 
     status: Literal["success"] = "success"
     audio_base64: str
     best_score: float
-    passed: bool = Field(description="Whether the best candidate reached the threshold.")
+    passed: bool = Field(description="Whether the best candidate passed every gate.")
+    reasons: list[str] = Field(
+        default_factory=list,
+        description="Why the best candidate "
+        "did not pass, when it did not (reason codes from qc.py).",
+    )
     transcript: str
+    words: list[WordTiming] = Field(
+        default_factory=list,
+        description="Word timings in the returned audio (subtitles follow them).",
+    )
     sample_rate: int
     audio_duration_seconds: float
     metadata: GenerateMetadata

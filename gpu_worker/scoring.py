@@ -46,15 +46,22 @@ def words(text: str) -> list[str]:
     ]
 
 
+# One step of an alignment: its kind, and the reference and hypothesis words it covers
+# (start, end), end exclusive. M match, S substitution, D deletion (a reference word not
+# heard), I insertion (a word heard that is not in the reference).
+Step = tuple[str, tuple[int, int], tuple[int, int]]
+
+
 @dataclass(frozen=True)
 class Alignment:
-    """Word-level edit counts between a reference and a hypothesis."""
+    """Word-level edit counts between a reference and a hypothesis, and the steps."""
 
     reference_words: int
     matches: int
     substitutions: int
     deletions: int
     insertions: int
+    steps: tuple[Step, ...] = ()
 
     @property
     def errors(self) -> int:
@@ -71,6 +78,40 @@ class Alignment:
     def score(self) -> float:
         """0-100: 100 is a perfect reading, 0 is nothing right."""
         return round(100.0 * max(0.0, 1.0 - self.wer), 1)
+
+    def deleted_at_start(self) -> int:
+        """Reference words missing before the first word heard (a clipped start)."""
+        return _run(self.steps, "D")
+
+    def deleted_at_end(self) -> int:
+        """Reference words missing after the last word heard (a truncated end)."""
+        return _run(self.steps[::-1], "D")
+
+    def repeated_words(self, reference: list[str], hypothesis: list[str]) -> int:
+        """The longest run of inserted words that repeats words of the reference (a phrase
+        read twice, a loop in generation)."""
+        longest, run = 0, 0
+        text = " " + " ".join(reference) + " "
+        for kind, _, (h0, h1) in self.steps:
+            if kind != "I":
+                run = 0
+                continue
+            run += h1 - h0
+            inserted = hypothesis[max(0, h1 - run) : h1]
+            if f" {' '.join(inserted)} " in text:
+                longest = max(longest, len(inserted))
+            else:
+                run = 0
+        return longest
+
+
+def _run(steps: tuple[Step, ...] | list[Step], kind: str) -> int:
+    count = 0
+    for step, (r0, r1), _ in steps:
+        if step != kind:
+            break
+        count += r1 - r0
+    return count
 
 
 def align(reference: list[str], hypothesis: list[str]) -> Alignment:
@@ -105,13 +146,17 @@ def align(reference: list[str], hypothesis: list[str]) -> Alignment:
                 best, step = cost[i - 1][j - 2], "H"  # one reference word heard as two
             cost[i][j], op[i][j] = best, step
     counts = {"M": 0, "S": 0, "D": 0, "I": 0}
+    steps: list[Step] = []
     i, j = n, m
     while i or j:
         step = op[i][j]
-        counts["M" if step in "RH" else step] += 1
-        i -= {"M": 1, "S": 1, "D": 1, "I": 0, "R": 2, "H": 1}[step]
-        j -= {"M": 1, "S": 1, "D": 0, "I": 1, "R": 1, "H": 2}[step]
-    return Alignment(n, counts["M"], counts["S"], counts["D"], counts["I"])
+        kind = "M" if step in "RH" else step
+        counts[kind] += 1
+        di = {"M": 1, "S": 1, "D": 1, "I": 0, "R": 2, "H": 1}[step]
+        dj = {"M": 1, "S": 1, "D": 0, "I": 1, "R": 1, "H": 2}[step]
+        steps.append((kind, (i - di, i), (j - dj, j)))
+        i, j = i - di, j - dj
+    return Alignment(n, counts["M"], counts["S"], counts["D"], counts["I"], tuple(reversed(steps)))
 
 
 def compare(text: str, transcript: str) -> Alignment:

@@ -15,7 +15,7 @@ from gpu_worker.handler import handle
 from gpu_worker.wav import decode_wav
 
 KEY = "test-key-1234"
-JOB = {"input": {"text": "The keeper lit the lamp.", "n_candidates": 1}}
+JOB = {"input": {"text": "The beam swept out across the water.", "n_candidates": 1}}
 
 
 @pytest.fixture
