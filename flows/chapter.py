@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -29,6 +30,7 @@ from gpu_worker.schema import GenerateRequest, GenerationParams
 from gpu_worker.settings import WorkerSettings
 from tasks.audio import AudioOptions, concatenate_chapter
 from tasks.backends import Backend, cancel_remote_jobs, open_backend
+from tasks.encode import Format, encode_outputs, markers
 from tasks.generate import (
     ChunkAudio,
     ChunkJob,
@@ -37,10 +39,12 @@ from tasks.generate import (
     plan_jobs,
     voice_fields,
 )
+from tasks.loudness import LoudnessOptions
 from tasks.post import verify_audio, write_reports
 from tasks.settings import NarratorSettings
 from tasks.storage import OutputDir
 from tasks.text import ChunkingOptions, PreparedText, prepare_text
+from tasks.validation import validate_chapter
 
 # Threads for mapped chunk tasks. Real concurrency is the backend's (local_workers for the
 # local backend); this only caps how many threads wait for it.
@@ -55,6 +59,19 @@ class NarrationOptions(BaseModel):
     generation: GenerationParams = Field(default_factory=GenerationParams)
     chunking: ChunkingOptions = Field(default_factory=ChunkingOptions)
     audio: AudioOptions = Field(default_factory=AudioOptions)
+    loudness: LoudnessOptions = Field(default_factory=LoudnessOptions)
+    formats: list[Format] = Field(
+        ["mp3", "m4b"],
+        description="Delivery formats made "
+        "beside the WAV: mp3 (44.1 kHz, 192 kbps, as ACX asks) and "
+        "m4b (AAC, with a chapter marker at each heading).",
+    )
+    validate_chapter: bool = Field(
+        True,
+        description="Transcribe the finished chapter, "
+        "compare it with the text and flag chunks that went wrong "
+        "(validation.json and a Prefect artifact).",
+    )
     on_low_score: Literal["flag", "fail"] = Field(
         "flag",
         description="When a chunk's best candidate stays below whisper_threshold "
@@ -72,10 +89,30 @@ class ChapterResult(BaseModel):
     subtitles: Path
     metadata: Path
     segments: Path
+    files: list[Path]
     duration_seconds: float
     chunks: int
     cache_hits: int
-    flagged: list[int]
+    flagged: list[int] = Field(description="Chunks below the threshold after every retry.")
+    wer: float | None = Field(description="Word error rate of the whole chapter, re-heard.")
+    validation_flagged: list[int] = Field(
+        description="Chunks the whole-chapter check flagged (content loss, repetition, garble)."
+    )
+    integrated_lufs: float
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one narration was asked for and where it goes."""
+
+    source: str
+    voice: str | None
+    options: "NarrationOptions"
+    settings: NarratorSettings
+    worker: WorkerSettings
+    backend: Backend
+    output: OutputDir
+    stem: str
 
 
 class Progress(Protocol):
@@ -136,10 +173,9 @@ def narrate_chapter(
     outcomes = generate(jobs, backend, settings, options)
     stem = output_stem(source)
     output = OutputDir(Path(out_dir) if out_dir else Path("out") / stem)
+    run = Run(source, voice, options, settings, worker, backend, output, stem)
     try:
-        result = assemble(
-            prepared, outcomes, output, stem, options, settings, worker, backend, voice
-        )
+        result = assemble(prepared, outcomes, run)
     except BaseException:
         output.discard()
         raise
@@ -204,24 +240,32 @@ def _outcome(future: PrefectFuture[ChunkAudio], job: ChunkJob) -> ChunkOutcome:
     return ChunkOutcome(job, None, cached=False, error=message)
 
 
-def assemble(
-    prepared: PreparedText,
-    outcomes: list[ChunkOutcome],
-    output: OutputDir,
-    stem: str,
-    options: NarrationOptions,
-    settings: NarratorSettings,
-    worker: WorkerSettings,
-    backend: Backend,
-    voice: str | None,
-) -> ChapterResult:
-    """Phase 2.4 and 3: concatenate, verify, describe, publish."""
-    audio = [o.audio for o in outcomes if o.audio]
+def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> ChapterResult:
+    """Phase 2.4 and 3: concatenate, verify, re-hear, encode, describe, publish."""
+    options, output, stem = run.options, run.output, run.stem
     wav = output.path(f"{stem}.wav")
     placements = concatenate_chapter(
-        audio, [c.break_after for c in prepared.chunks], options.audio, wav
+        [o.audio for o in outcomes if o.audio],
+        [c.break_after for c in prepared.chunks],
+        options.audio,
+        wav,
+        options.loudness,
     )
-    check = verify_audio(wav, prepared.word_count)
+    check = verify_audio(wav, prepared.word_count, options.loudness.target)
+    validation = (
+        validate_chapter(
+            wav, prepared.chunks, placements, run.worker, output.path("validation.json")
+        )
+        if options.validate_chapter
+        else None
+    )
+    title = prepared.chunks[0].display if prepared.chunks[0].heading else stem
+    headings = [
+        (c.display, p.start) for c, p in zip(prepared.chunks, placements, strict=True) if c.heading
+    ]
+    encode_outputs(
+        wav, output, stem, title, markers(headings, title, check.duration_seconds), options.formats
+    )
     write_reports(
         output,
         stem,
@@ -229,7 +273,8 @@ def assemble(
         placements,
         outcomes,
         check,
-        _header(prepared, options, settings, worker, backend, voice),
+        validation,
+        _header(prepared, run),
     )
     published = {p.name: p for p in output.publish(last="metadata.json")}
     return ChapterResult(
@@ -237,21 +282,18 @@ def assemble(
         subtitles=published[f"{stem}.srt"],
         metadata=published["metadata.json"],
         segments=published["segments.json"],
+        files=sorted(published.values()),
         duration_seconds=check.duration_seconds,
         chunks=len(outcomes),
         cache_hits=sum(o.cached for o in outcomes),
         flagged=[o.job.index for o in outcomes if o.audio and not o.audio.passed],
+        wer=validation.wer if validation else None,
+        validation_flagged=validation.flagged if validation else [],
+        integrated_lufs=check.integrated_lufs,
     )
 
 
-def _header(
-    prepared: PreparedText,
-    options: NarrationOptions,
-    settings: NarratorSettings,
-    worker: WorkerSettings,
-    backend: Backend,
-    voice: str | None,
-) -> dict[str, Any]:
+def _header(prepared: PreparedText, run: Run) -> dict[str, Any]:
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": {
@@ -260,13 +302,14 @@ def _header(
             "words": prepared.word_count,
             "sha256": hashlib.sha256(prepared.text.encode()).hexdigest(),
         },
-        "voice": voice.split("?")[0] if voice else None,  # a presigned URL's query is a secret
+        # a presigned URL's query string is a credential: never written out
+        "voice": run.voice.split("?")[0] if run.voice else None,
         "backend": {
-            "name": backend.name,
-            "identity": backend.identity(voice_fields(voice)["voice"]),
+            "name": run.backend.name,
+            "identity": run.backend.identity(voice_fields(run.voice)["voice"]),
         },
-        "options": options.model_dump(mode="json"),
-        "settings": {**settings.model_dump(mode="json"), **worker.model_dump(mode="json")},
+        "options": run.options.model_dump(mode="json"),
+        "settings": {**run.settings.model_dump(mode="json"), **run.worker.model_dump(mode="json")},
         "versions": {
             "narrator": version("narrator"),
             "python": platform.python_version(),

@@ -1,10 +1,12 @@
 """Hear a candidate: faster-whisper transcription, loaded once per worker."""
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -121,15 +123,33 @@ class Validator:
             no_speech_prob=max(p.no_speech_prob for p in parts),
             avg_logprob=float(np.mean([p.avg_logprob for p in parts])),
             compression_ratio=max(p.compression_ratio for p in parts),
-            words=tuple(
-                Word(
-                    w.word.strip(),
-                    round(float(w.start), 3),
-                    round(float(w.end), 3),
-                    round(float(w.probability), 3),
-                )
-                for p in parts
-                for w in (p.words or [])
-                if w.word.strip()
-            ),
+            words=_whole_words(w for p in parts for w in (p.words or [])),
         )
+
+
+def _whole_words(pieces: Iterable[Any]) -> tuple[Word, ...]:
+    """Whisper's word list, with the pieces of one written word joined: it gives "11.20
+    p.m." as " 11", ".20", " p", ".m.", a leading space marking each new word."""
+    words: list[Word] = []
+    for piece in pieces:
+        text = piece.word.strip()
+        if not text:
+            continue
+        if words and not piece.word.startswith(" "):
+            last = words[-1]
+            words[-1] = Word(
+                last.text + text,
+                last.start,
+                round(float(piece.end), 3),
+                min(last.probability, round(float(piece.probability), 3)),
+            )
+        else:
+            words.append(
+                Word(
+                    text,
+                    round(float(piece.start), 3),
+                    round(float(piece.end), 3),
+                    round(float(piece.probability), 3),
+                )
+            )
+    return tuple(words)

@@ -1,11 +1,19 @@
 """Phase 2.4: chunk audio joined into one chapter.
 
-Each chunk's leading and trailing silence is trimmed (keeping a breath), short fades make
-every edge start and end at zero so joins never click, and the pause that follows a chunk
-depends on its break: clause, sentence, paragraph or section. The chapter is streamed to a
-24 kHz mono 16-bit WAV one chunk at a time, so its length does not bound memory.
+Each chunk, one at a time:
+    trim        leading and trailing silence cut, keeping a breath (keep_ms)
+    tighten     silences inside it longer than max_inner_pause shortened to that
+    level       brought to the target loudness on its own (so every chunk sounds as loud
+                as the next), then held under the true-peak ceiling by the limiter
+    fade        a few milliseconds at each edge, so joins never click
+then the pause for its break (clause, sentence, paragraph, section) follows it. The chapter
+is streamed to a 24 kHz mono 16-bit WAV, so its length does not bound memory. Each chunk's
+`Placement` records where it landed and how its time was edited, so word timings from the
+worker can be placed on the chapter's clock.
 """
 
+import itertools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +24,13 @@ from prefect import task
 from prefect.cache_policies import NONE
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpu_worker.qc import FRAME_S, sounding_frames
 from gpu_worker.wav import decode_wav, resample
 from tasks.generate import ChunkAudio
+from tasks.loudness import LoudnessOptions, integrated_loudness, limit
 from tasks.text import Break
 
 OUTPUT_RATE = 24000
-_FRAME_MS = 10.0
 
 
 class AudioOptions(BaseModel):
@@ -42,6 +51,14 @@ class AudioOptions(BaseModel):
     )
     lead_in: float = Field(0.5, ge=0, le=10, description="Silence before the first word.")
     tail: float = Field(1.0, ge=0, le=10, description="Silence after the last word.")
+    max_inner_pause: float = Field(
+        0.6,
+        ge=0.1,
+        le=5,
+        description="Silences inside a chunk "
+        "(between its sentences) longer than this are shortened "
+        "to it.",
+    )
     fade_ms: float = Field(8.0, ge=0, le=200, description="Fade in and out at every chunk edge.")
     trim_db: float = Field(
         40.0,
@@ -69,25 +86,59 @@ class AudioOptions(BaseModel):
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a chunk's speech sits in the chapter, in seconds."""
+    """Where a chunk's speech sits in the chapter (seconds), and how its time was edited:
+    `lead` seconds trimmed from its start, and `cuts`, (where, how much) shortened inside
+    it, both on the chunk's own clock."""
 
     start: float
     end: float
+    lead: float = 0.0
+    cuts: tuple[tuple[float, float], ...] = ()
+    gain_db: float = 0.0
+
+    def chapter_time(self, chunk_time: float) -> float:
+        """A time in the chunk's audio as returned by the worker -> the chapter's clock."""
+        removed = sum(length for at, length in self.cuts if at < chunk_time)
+        t = self.start + chunk_time - self.lead - removed
+        return round(min(max(t, self.start), self.end), 3)
 
 
-def trim(audio: np.ndarray, rate: int, options: AudioOptions) -> np.ndarray:
-    """Cut leading and trailing frames quieter than `trim_db` below the loudest frame."""
-    frame = max(1, int(rate * _FRAME_MS / 1000))
+def trim(audio: np.ndarray, rate: int, options: AudioOptions) -> tuple[np.ndarray, float]:
+    """Cut leading and trailing frames quieter than `trim_db` below the loudest frame;
+    returns the audio and the seconds cut from its start."""
+    frame = max(1, int(rate * 0.01))
     count = audio.size // frame
     if count == 0:
-        return audio
+        return audio, 0.0
     frames = audio[: count * frame].reshape(count, frame).astype(np.float64)
     level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
     loud = np.flatnonzero(level >= level.max() - options.trim_db)
     keep = int(rate * options.keep_ms / 1000)
     start = max(0, loud[0] * frame - keep)
     end = min(audio.size, (loud[-1] + 1) * frame + keep)
-    return audio[start:end]
+    return audio[start:end], float(start / rate)
+
+
+def tighten(
+    audio: np.ndarray, rate: int, longest: float
+) -> tuple[np.ndarray, tuple[tuple[float, float], ...]]:
+    """Shorten every silence inside `audio` longer than `longest` seconds to `longest`,
+    cutting from its middle; returns the audio and the cuts (where, seconds removed)."""
+    sounding = np.flatnonzero(sounding_frames(audio, rate))
+    frame = int(rate * FRAME_S)
+    keep, pieces, cuts, cursor = int(longest * rate), [], [], 0
+    for before, after in itertools.pairwise(sounding.tolist()):
+        gap_start, gap_end = (before + 1) * frame, after * frame
+        if gap_end - gap_start > keep:
+            cut_start = gap_start + keep // 2
+            cut_end = gap_end - (keep - keep // 2)
+            pieces.append(audio[cursor:cut_start])
+            cuts.append((round(cut_start / rate, 3), round((cut_end - cut_start) / rate, 3)))
+            cursor = cut_end
+    if not cuts:
+        return audio, ()
+    pieces.append(audio[cursor:])
+    return np.concatenate(pieces), tuple(cuts)
 
 
 def fade(audio: np.ndarray, rate: int, fade_ms: float) -> np.ndarray:
@@ -102,10 +153,31 @@ def fade(audio: np.ndarray, rate: int, fade_ms: float) -> np.ndarray:
     return out
 
 
+class _Leveller:
+    """Each chunk to the target loudness, under the ceiling. A chunk too short to measure
+    (under 400 ms of sound) gets the gain of the chunk before it."""
+
+    def __init__(self, loudness: LoudnessOptions, rate: int) -> None:
+        self.target = loudness.target
+        self.rate = rate
+        self.last_gain_db = 0.0
+
+    def __call__(self, audio: np.ndarray) -> tuple[np.ndarray, float]:
+        if self.target is None:
+            return audio, 0.0
+        lufs, ceiling = self.target
+        measured = integrated_loudness(audio, self.rate)
+        if math.isfinite(measured):
+            self.last_gain_db = lufs - measured
+        levelled = audio * np.float32(10 ** (self.last_gain_db / 20))
+        return limit(levelled, self.rate, ceiling), round(self.last_gain_db, 2)
+
+
 def concatenate(
     chunks: Iterable[tuple[np.ndarray, int, Break]],
     options: AudioOptions,
     path: Path,
+    loudness: LoudnessOptions | None = None,
     rate: int = OUTPUT_RATE,
 ) -> list[Placement]:
     """Write the chapter to `path`, chunk by chunk; returns each chunk's placement.
@@ -115,6 +187,7 @@ def concatenate(
     """
     placements = []
     written = 0
+    level = _Leveller(loudness or LoudnessOptions(preset="off"), rate)
     with sf.SoundFile(
         path, "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV"
     ) as out:
@@ -127,12 +200,19 @@ def concatenate(
 
         silence(options.lead_in)
         for samples, chunk_rate, kind in chunks:
-            speech = fade(
-                trim(resample(samples, chunk_rate, rate), rate, options), rate, options.fade_ms
-            )
+            speech, lead = trim(resample(samples, chunk_rate, rate), rate, options)
+            speech, cuts = tighten(speech, rate, options.max_inner_pause)
+            speech, gain = level(speech)
+            speech = fade(speech, rate, options.fade_ms)
             out.write(np.clip(speech, -1.0, 1.0))
             placements.append(
-                Placement(round(written / rate, 3), round((written + speech.size) / rate, 3))
+                Placement(
+                    round(written / rate, 3),
+                    round((written + speech.size) / rate, 3),
+                    lead,
+                    tuple((at + lead, length) for at, length in cuts),
+                    gain,
+                )
             )
             written += speech.size
             silence(options.pause(kind))
@@ -141,8 +221,12 @@ def concatenate(
 
 @task(name="concatenate", cache_policy=NONE)
 def concatenate_chapter(
-    audio: list[ChunkAudio], breaks: list[Break], options: AudioOptions, path: Path
+    audio: list[ChunkAudio],
+    breaks: list[Break],
+    options: AudioOptions,
+    path: Path,
+    loudness: LoudnessOptions,
 ) -> list[Placement]:
     """Join every chunk's audio into the chapter WAV at `path`."""
     decoded = ((*decode_wav(a.wav), kind) for a, kind in zip(audio, breaks, strict=True))
-    return concatenate(decoded, options, path)
+    return concatenate(decoded, options, path, loudness)

@@ -20,11 +20,11 @@ from prefect import get_run_logger, task
 from prefect.runtime import task_run as current_task_run
 
 from gpu_worker.errors import PermanentError, TransientError
-from gpu_worker.schema import CandidateReport, GenerateRequest, GenerateResult
+from gpu_worker.schema import CandidateReport, GenerateRequest, GenerateResult, WordTiming
 from gpu_worker.wav import decode_wav
 from tasks.backends import Backend
 
-CACHE_FORMAT = 1  # bump when ChunkAudio changes shape: old entries stop matching
+CACHE_FORMAT = 2  # bump when ChunkAudio changes shape: old entries stop matching
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,9 @@ class ChunkAudio:
     duration_seconds: float
     best_score: float
     passed: bool
+    reasons: list[str]  # why the chosen candidate did not pass, if it did not
     transcript: str
+    words: list[WordTiming]  # what Whisper heard, when (chunk time)
     candidates: list[CandidateReport]
     retries_used: int  # extra best-of-N rounds on the worker
     attempts: int  # task attempts (transient failures retried)
@@ -97,7 +99,9 @@ def to_chunk_audio(result: GenerateResult, attempts: int, seconds: float) -> Chu
         duration_seconds=round(samples.size / rate, 3),
         best_score=result.best_score,
         passed=result.passed,
+        reasons=result.reasons,
         transcript=result.transcript,
+        words=result.words,
         candidates=result.metadata.candidates,
         retries_used=result.metadata.retries_used,
         attempts=attempts,

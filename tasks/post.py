@@ -1,12 +1,14 @@
 """Phase 3: check the chapter audio and describe it: metadata, segments, subtitles.
 
-The functions are pure or read one file; `write_reports` stages their output in the run's
-OutputDir, which the flow publishes once everything is written.
+`check_audio` reads the file once, block by block: it must decode, not be silent, have a
+pace a narrator could have, and it is measured as delivery platforms measure it
+(integrated loudness, true peak, ACX's RMS, peak and noise floor). `write_reports` stages
+metadata.json, segments.json and the SRT and VTT subtitles in the run's OutputDir, which
+the flow publishes once everything is written.
 """
 
 import json
 import math
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,43 +19,64 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from gpu_worker.errors import PermanentError
+from tasks import subtitles
 from tasks.audio import Placement
 from tasks.generate import ChunkOutcome
+from tasks.loudness import AcxCheck, LoudnessMeter, acx_check, true_peak_db
 from tasks.storage import OutputDir
 from tasks.text import Chunk
+from tasks.validation import ChapterValidation
 
 SILENT_DBFS = -45.0
 WORDS_PER_MINUTE = (60.0, 300.0)  # a narration outside this pace has lost or gained audio
-LINE_CHARS = 42
-CUE_LINES = 2
+NOISE_WINDOW_S = 0.5
+LOUDNESS_TOLERANCE = 1.0  # LU either side of the target
 
 
 @dataclass(frozen=True)
 class AudioCheck:
     duration_seconds: float
     sample_rate: int
-    rms_dbfs: float
-    peak_dbfs: float
     words_per_minute: float
+    integrated_lufs: float
+    true_peak_dbtp: float
+    target_lufs: float | None
+    ceiling_dbtp: float | None
+    loudness_ok: bool
+    acx: AcxCheck
     problems: list[str]
 
 
-def check_audio(path: Path, word_count: int) -> AudioCheck:
-    """Decode the whole file (block by block) and judge its level and pace."""
+def _db(value: float) -> float:
+    """dBFS, floored at -120 (digital silence: below anything 16-bit audio can hold)."""
+    return 20 * math.log10(max(value, 1e-6))
+
+
+def check_audio(
+    path: Path, word_count: int, target: tuple[float, float] | None = None
+) -> AudioCheck:
+    """Decode the whole file (block by block), measure it, and judge its level and pace."""
     try:
         info = sf.info(str(path))
-        total, squares, peak = 0, 0.0, 0.0
-        for block in sf.blocks(str(path), blocksize=1 << 16, dtype="float32", always_2d=True):
+        rate = info.samplerate
+        meter, window = LoudnessMeter(rate), int(NOISE_WINDOW_S * rate)
+        total, squares, peak, tp, quietest = 0, 0.0, 0.0, -math.inf, math.inf
+        for block in sf.blocks(str(path), blocksize=window * 20, dtype="float32", always_2d=True):
             mono = block.mean(axis=1)
+            meter.add(mono)
             total += mono.size
             squares += float(np.sum(np.square(mono, dtype=np.float64)))
             peak = max(peak, float(np.max(np.abs(mono), initial=0.0)))
+            tp = max(tp, true_peak_db(mono, rate))
+            whole = mono[: mono.size // window * window].reshape(-1, window)
+            if whole.size:
+                quietest = min(quietest, float(np.sqrt(np.mean(whole**2, axis=1)).min()))
     except (sf.LibsndfileError, RuntimeError) as e:
         raise PermanentError(f"{path}: the chapter audio does not decode: {e}") from e
-    duration = total / info.samplerate
-    rms = math.sqrt(squares / total) if total else 0.0
-    rms_db = 20 * math.log10(rms) if rms > 0 else -math.inf
+    duration = total / rate
+    rms_db = _db(math.sqrt(squares / total)) if total else -120.0
     wpm = word_count / (duration / 60) if duration > 0 else 0.0
+    lufs = max(meter.integrated(), -120.0)
     problems = []
     if rms_db < SILENT_DBFS:
         problems.append(f"silent: RMS {rms_db:.1f} dBFS is below {SILENT_DBFS} dBFS")
@@ -63,89 +86,47 @@ def check_audio(path: Path, word_count: int) -> AudioCheck:
             f"implausible duration: {duration:.1f} s for {word_count} words is "
             f"{wpm:.0f} words per minute (expected {slowest:.0f}-{fastest:.0f})"
         )
+    loudness_ok = target is None or (
+        abs(lufs - target[0]) <= LOUDNESS_TOLERANCE and tp <= target[1]
+    )
     return AudioCheck(
         round(duration, 3),
-        info.samplerate,
-        round(rms_db, 2),
-        round(20 * math.log10(peak), 2) if peak > 0 else -math.inf,
+        rate,
         round(wpm, 1),
+        round(lufs, 2),
+        round(max(tp, -120.0), 2),
+        target[0] if target else None,
+        target[1] if target else None,
+        loudness_ok,
+        acx_check(rms_db, _db(peak), _db(quietest if math.isfinite(quietest) else 0.0)),
         problems,
     )
 
 
 @task(name="verify-audio", cache_policy=NONE)
-def verify_audio(path: Path, word_count: int) -> AudioCheck:
+def verify_audio(path: Path, word_count: int, target: tuple[float, float] | None) -> AudioCheck:
     """The chapter decodes, is not silent, and lasts about as long as its words need."""
-    check = check_audio(path, word_count)
+    check = check_audio(path, word_count, target)
     if check.problems:
         raise PermanentError(f"the chapter audio failed its checks: {'; '.join(check.problems)}")
     return check
 
 
-@dataclass(frozen=True)
-class Cue:
-    start: float
-    end: float
-    lines: list[str]
-
-
-def wrap(words: list[str], width: int = LINE_CHARS) -> list[str]:
-    lines: list[str] = []
-    for word in words:
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return lines
-
-
-def _split_cues(text: str) -> list[list[str]]:
-    """Words grouped into cues of at most CUE_LINES lines of LINE_CHARS; a cue also ends
-    after a sentence once it is half full."""
-    cues: list[list[str]] = [[]]
-    for word in text.split():
-        if cues[-1] and len(wrap([*cues[-1], word])) > CUE_LINES:
-            cues.append([])
-        cues[-1].append(word)
-        if re.search(r"[.!?][\"'”’)]*$", word) and len(" ".join(cues[-1])) >= LINE_CHARS:
-            cues.append([])
-    return [c for c in cues if c]
-
-
-def subtitle_cues(segments: list[tuple[str, float, float]]) -> list[Cue]:
-    """Cues for (text, start, end) segments; a segment's time is shared among its cues in
-    proportion to their length (word timings replace this when the validator gives them)."""
-    cues = []
-    for text, start, end in segments:
-        groups = _split_cues(text)
-        weights = [len(" ".join(g)) + 1 for g in groups]
-        at = start
-        for group, weight in zip(groups, weights, strict=True):
-            length = (end - start) * weight / sum(weights)
-            cues.append(Cue(round(at, 3), round(at + length, 3), wrap(group)))
-            at += length
-    return cues
-
-
-def _timestamp(seconds: float, separator: str) -> str:
-    millis = round(seconds * 1000)
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
-def format_srt(cues: list[Cue]) -> str:
-    return "".join(
-        f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n"
-        + "\n".join(c.lines)
-        + "\n\n"
-        for i, c in enumerate(cues, 1)
-    )
+def timed_words(
+    chunks: list[Chunk], placements: list[Placement], outcomes: list[ChunkOutcome]
+) -> list[list[subtitles.TimedWord]]:
+    """Each chunk's written words on the chapter's clock."""
+    return [
+        subtitles.chunk_words(c.display, o.audio.words if o.audio else [], p)
+        for c, p, o in zip(chunks, placements, outcomes, strict=True)
+    ]
 
 
 def segments(
-    chunks: list[Chunk], placements: list[Placement], outcomes: list[ChunkOutcome]
+    chunks: list[Chunk],
+    placements: list[Placement],
+    outcomes: list[ChunkOutcome],
+    words: list[list[subtitles.TimedWord]],
 ) -> list[dict[str, Any]]:
     """One entry per chunk: where it is heard, what it says, how well it was read."""
     return [
@@ -159,8 +140,9 @@ def segments(
             "span": list(c.span),
             "score": o.audio.best_score if o.audio else None,
             "passed": o.audio.passed if o.audio else None,
+            "words": [[w.text, w.start, w.end] for w in chunk_words],
         }
-        for c, p, o in zip(chunks, placements, outcomes, strict=True)
+        for c, p, o, chunk_words in zip(chunks, placements, outcomes, words, strict=True)
     ]
 
 
@@ -176,10 +158,12 @@ def chunk_record(chunk: Chunk, placement: Placement, outcome: ChunkOutcome) -> d
         "heading": chunk.heading,
         "start": placement.start,
         "end": placement.end,
+        "gain_db": placement.gain_db,
         "cache_hit": outcome.cached,
         "cache_key": outcome.job.cache_key,
         "best_score": audio.best_score,
         "passed": audio.passed,
+        "reasons": audio.reasons,
         "transcript": audio.transcript,
         "scores": [c.score for c in audio.candidates],
         "retries": audio.retries_used,
@@ -197,14 +181,25 @@ def write_reports(
     placements: list[Placement],
     outcomes: list[ChunkOutcome],
     check: AudioCheck,
+    validation: ChapterValidation | None,
     header: dict[str, Any],
 ) -> None:
-    """Stage metadata.json, segments.json and the SRT beside the chapter audio."""
+    """Stage metadata.json, segments.json and the SRT and VTT subtitles beside the audio."""
     records = [chunk_record(c, p, o) for c, p, o in zip(chunks, placements, outcomes, strict=True)]
     generated = [r for r in records if not r["cache_hit"]]
+    words = timed_words(chunks, placements, outcomes)
+    cues = subtitles.cues([w for chunk_words in words for w in chunk_words])
     metadata = {
         **header,
         "audio": {**asdict(check), "file": f"{stem}.wav"},
+        "validation": None
+        if validation is None
+        else {
+            "wer": validation.wer,
+            "words": validation.words,
+            "flagged": validation.flagged,
+            "file": "validation.json",
+        },
         "totals": {
             "chunks": len(records),
             "cache_hits": len(records) - len(generated),
@@ -218,14 +213,10 @@ def write_reports(
     }
     output.write_text(
         "segments.json",
-        json.dumps(segments(chunks, placements, outcomes), indent=2, ensure_ascii=False),
+        json.dumps(segments(chunks, placements, outcomes, words), indent=2, ensure_ascii=False),
     )
+    output.write_text(f"{stem}.srt", subtitles.srt(cues))
+    output.write_text(f"{stem}.vtt", subtitles.vtt(cues))
     output.write_text(
-        f"{stem}.srt",
-        format_srt(
-            subtitle_cues(
-                [(c.display, p.start, p.end) for c, p in zip(chunks, placements, strict=True)]
-            )
-        ),
+        "metadata.json", json.dumps(metadata, indent=2, ensure_ascii=False, default=str)
     )
-    output.write_text("metadata.json", json.dumps(metadata, indent=2, ensure_ascii=False))

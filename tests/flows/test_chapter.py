@@ -4,6 +4,7 @@ import itertools
 import json
 from pathlib import Path
 
+import av
 import pytest
 import soundfile as sf
 from prefect import flow
@@ -12,12 +13,15 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.chapter import ChapterResult, NarrationOptions, generate, narrate_chapter
 from gpu_worker.errors import InputError, PermanentError
 from gpu_worker.generate import Worker
+from gpu_worker.qc import longest_inner_silence
 from gpu_worker.schema import GenerateRequest, GenerateResult, GenerationParams
 from gpu_worker.scoring import compare
 from gpu_worker.settings import WorkerSettings
 from tasks.audio import AudioOptions
 from tasks.backends import LocalBackend, open_backend
+from tasks.encode import decoded_seconds
 from tasks.generate import ChunkJob, plan_jobs
+from tasks.loudness import integrated_loudness, true_peak_db
 from tasks.settings import NarratorSettings
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -177,3 +181,54 @@ def test_a_failed_run_keeps_the_previous_outputs(tmp_path: Path, cache: Path) ->
     after = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     assert after == before
     assert metadata(good)["totals"]["chunks"] == good.chunks
+
+
+def test_the_chapter_meets_the_delivery_specs(tmp_path: Path, cache: Path, worker: Worker) -> None:
+    """Loudness and peaks, pause lengths, word-timed subtitles, MP3 and M4B."""
+    result = narrate(tmp_path, CHAPTER)
+    audio, rate = sf.read(result.audio, dtype="float32")
+    options = FAST.audio
+    # loudness: within 1 LU of the audiobook target, true peak under its ceiling
+    assert integrated_loudness(audio, rate) == pytest.approx(-18.0, abs=1.0)
+    assert true_peak_db(audio, rate) <= -3.0
+    # pauses: none longer than configured (+0.3 s), between chunks and inside them
+    chunks = metadata(result)["chunks"]
+    for c, d in itertools.pairwise(chunks):
+        assert d["start"] - c["end"] <= options.pause(c["break_after"]) + 0.3
+    for c in chunks:
+        inside = audio[int(c["start"] * rate) : int(c["end"] * rate)]
+        assert longest_inner_silence(inside, rate) <= options.max_inner_pause + 0.3
+    # subtitles: in order, inside the audio, within the limits, heard when they say
+    cues = parse_srt(result.subtitles.read_text())
+    assert cues and all(a[1] <= b[0] for a, b in itertools.pairwise(cues))
+    assert cues[0][0] >= 0 and cues[-1][1] <= len(audio) / rate
+    for start, end, lines in cues:
+        assert len(lines) <= 2 and all(len(line) <= 42 for line in lines)
+        span = audio[int(max(0, start - 0.3) * rate) : int((end + 0.3) * rate)]
+        heard = worker.validator.transcribe(span, rate).text
+        alignment = compare(" ".join(lines), heard)
+        assert alignment.matches >= 0.75 * alignment.reference_words, (lines, heard)
+    assert result.subtitles.with_suffix(".vtt").read_text().startswith("WEBVTT")
+    # delivery formats: as long as the WAV; the M4B's chapters start at the heading
+    for kind in ("mp3", "m4b"):
+        assert decoded_seconds(result.audio.with_suffix(f".{kind}")) == pytest.approx(
+            len(audio) / rate, abs=0.05
+        )
+    with av.open(str(result.audio.with_suffix(".m4b"))) as m4b:
+        assert [c["metadata"]["title"] for c in m4b.chapters()] == ["The Night Crossing"]
+    # the whole-chapter check heard it, and found nothing wrong
+    assert result.wer is not None and result.wer < 0.1 and result.validation_flagged == []
+    assert json.loads((tmp_path / "out" / "validation.json").read_text())["flagged"] == []
+
+
+def parse_srt(text: str) -> list[tuple[float, float, list[str]]]:
+    def seconds(stamp: str) -> float:
+        h, m, s = stamp.replace(",", ".").split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+
+    cues = []
+    for block in text.strip().split("\n\n"):
+        _, times, *lines = block.splitlines()
+        start, end = times.split(" --> ")
+        cues.append((seconds(start), seconds(end), lines))
+    return cues

@@ -68,7 +68,16 @@ def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
     assert "arrival.wav" in done.stdout and "2 (0 from cache)" in done.stdout
     assert " INFO " not in done.stderr  # quiet unless --verbose
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["arrival.srt", "arrival.wav", "metadata.json", "segments.json"]
+    assert files == [
+        "arrival.m4b",
+        "arrival.mp3",
+        "arrival.srt",
+        "arrival.vtt",
+        "arrival.wav",
+        "metadata.json",
+        "segments.json",
+        "validation.json",
+    ]
     meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert meta["options"]["generation"]["n_candidates"] == 1
 

@@ -8,8 +8,17 @@ import soundfile as sf
 
 from gpu_worker.errors import PermanentError
 from gpu_worker.wav import encode_wav
-from tasks.audio import AudioOptions, concatenate, concatenate_chapter, fade, trim
+from tasks.audio import (
+    AudioOptions,
+    Placement,
+    concatenate,
+    concatenate_chapter,
+    fade,
+    tighten,
+    trim,
+)
 from tasks.generate import ChunkAudio
+from tasks.loudness import LoudnessOptions, integrated_loudness, limit, true_peak_db
 from tasks.storage import OutputDir
 from tasks.text import Break
 
@@ -38,8 +47,57 @@ def loud_regions(audio: np.ndarray, threshold: float = 0.01) -> list[tuple[float
 
 
 def test_trim_keeps_a_breath_of_silence_around_speech() -> None:
-    trimmed = trim(speech(1.0, pad=0.5), RATE, OPTIONS)
+    trimmed, lead = trim(speech(1.0, pad=0.5), RATE, OPTIONS)
     assert trimmed.size / RATE == pytest.approx(1.0 + 2 * OPTIONS.keep_ms / 1000, abs=0.015)
+    assert lead == pytest.approx(0.5 - OPTIONS.keep_ms / 1000, abs=0.011)
+
+
+def test_long_silences_inside_a_chunk_are_shortened() -> None:
+    gap = np.zeros(int(2.0 * RATE), np.float32)
+    chunk = np.concatenate(
+        [speech(1.0, pad=0), gap, speech(1.0, pad=0), gap[: RATE // 4], speech(0.5, pad=0)]
+    )
+    tightened, cuts = tighten(chunk, RATE, longest=0.6)
+    assert len(cuts) == 1  # the 0.25 s pause is left alone
+    at, removed = cuts[0]
+    assert 1.0 < at < 3.0 and removed == pytest.approx(1.4, abs=0.02)
+    assert tightened.size / RATE == pytest.approx(chunk.size / RATE - removed, abs=1e-3)
+    assert loud_regions(tightened)[1][0] - loud_regions(tightened)[0][1] == pytest.approx(
+        0.6, abs=0.03
+    )
+
+
+def test_chunks_are_levelled_to_the_target_under_the_ceiling(tmp_path: Path) -> None:
+    quiet, loud = speech(3.0, amplitude=0.05), speech(3.0, amplitude=0.7)
+    target = LoudnessOptions(preset="audiobook")
+    placements = concatenate(
+        [(quiet, RATE, "sentence"), (loud, RATE, "end")], OPTIONS, tmp_path / "ch.wav", target
+    )
+    audio, _ = sf.read(tmp_path / "ch.wav", dtype="float32")
+    for p in placements:
+        part = audio[int(p.start * RATE) : int(p.end * RATE)]
+        assert integrated_loudness(part, RATE) == pytest.approx(-18.0, abs=0.5)
+        assert true_peak_db(part, RATE) < -3.0
+    assert placements[0].gain_db - placements[1].gain_db == pytest.approx(23.0, abs=0.5)
+
+
+def test_the_limiter_holds_true_peaks_and_barely_touches_loudness() -> None:
+    t = np.arange(RATE * 4) / RATE
+    voice = 0.1 * np.sin(2 * np.pi * 180 * t)
+    voice[::12000] = 0.95  # a click every 500 ms: sparse, like the transients of speech
+    limited = limit(voice.astype(np.float32), RATE, -3.0)
+    assert true_peak_db(limited, RATE) <= -3.0
+    assert integrated_loudness(limited, RATE) == pytest.approx(
+        integrated_loudness(voice, RATE), abs=0.5
+    )
+
+
+def test_placements_map_chunk_time_onto_the_chapter() -> None:
+    placement = Placement(start=10.0, end=14.0, lead=0.5, cuts=((2.0, 1.0),))
+    assert placement.chapter_time(0.5) == 10.0  # the first kept sample
+    assert placement.chapter_time(1.5) == 11.0
+    assert placement.chapter_time(3.5) == 12.0  # after the cut: one second earlier
+    assert placement.chapter_time(99.0) == 14.0  # clamped to the chunk
 
 
 def test_fade_ends_at_zero() -> None:
@@ -84,20 +142,22 @@ def test_chunks_at_another_rate_are_resampled(tmp_path: Path) -> None:
 
 def chunk_audio(samples: np.ndarray) -> ChunkAudio:
     return ChunkAudio(
-        encode_wav(samples, RATE), RATE, samples.size / RATE, 100.0, True, "", [], 0, 1, 0.0
+        encode_wav(samples, RATE), RATE, samples.size / RATE, 100.0, True, [], "", [], [], 0, 1, 0.0
     )
 
 
 def test_a_failure_midway_leaves_no_final_file_and_keeps_the_previous(tmp_path: Path) -> None:
     final = tmp_path / "out"
     first = OutputDir(final)
-    concatenate_chapter.fn([chunk_audio(speech(0.5))], ["end"], OPTIONS, first.path("ch.wav"))
+    concatenate_chapter.fn(
+        [chunk_audio(speech(0.5))], ["end"], OPTIONS, first.path("ch.wav"), LoudnessOptions()
+    )
     first.write_text("metadata.json", '{"run": 1}')
     first.publish(last="metadata.json")
     before = (final / "ch.wav").read_bytes()
 
     second = OutputDir(final)
-    corrupt = ChunkAudio(b"RIFF-not-really", RATE, 1.0, 100.0, True, "", [], 0, 1, 0.0)
+    corrupt = ChunkAudio(b"RIFF-not-really", RATE, 1.0, 100.0, True, [], "", [], [], 0, 1, 0.0)
     with pytest.raises(PermanentError, match="not decodable"):
         try:
             concatenate_chapter.fn(
@@ -105,6 +165,7 @@ def test_a_failure_midway_leaves_no_final_file_and_keeps_the_previous(tmp_path: 
                 ["sentence", "end"],
                 OPTIONS,
                 second.path("ch.wav"),
+                LoudnessOptions(),
             )
         finally:
             second.discard()

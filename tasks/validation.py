@@ -1,0 +1,168 @@
+"""Phase 3: the finished chapter heard end to end and compared with its text, the check
+people otherwise make by hand (seed 001's validation protocol).
+
+The chapter is transcribed with word times; every heard word goes to the chunk whose span
+in the chapter holds it (Placement), and each chunk's text is aligned with what was heard
+in its span. That keeps the alignment linear in the chapter's length, and names the chunk
+where anything went wrong:
+    content_loss   words of the text not heard
+    repetition     words heard twice, or many words heard that are not in the text
+    garble         words heard wrong
+"""
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import soundfile as sf
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from gpu_worker import scoring
+from gpu_worker.qc import REPEATED_WORDS
+from gpu_worker.settings import WorkerSettings
+from gpu_worker.validator import Validator, Word
+from tasks.audio import Placement
+from tasks.text import Chunk
+
+MIN_WORDS = 3  # flags need at least this many words wrong ...
+SHARE = 0.2  # ... and at least this share of the chunk's words (deletions, insertions)
+GARBLE_SHARE = 0.25  # ... (substitutions)
+
+
+@dataclass(frozen=True)
+class ChunkFinding:
+    index: int
+    start: float
+    end: float
+    words: int
+    wer: float
+    deletions: int
+    insertions: int
+    substitutions: int
+    flags: list[str]
+    heard: str
+
+
+@dataclass(frozen=True)
+class ChapterValidation:
+    wer: float
+    words: int
+    flagged: list[int]
+    transcribe_seconds: float
+    chunks: list[ChunkFinding]
+
+
+def assign(heard: list[Word], placements: list[Placement]) -> list[list[Word]]:
+    """Each heard word to the chunk whose span holds its middle (else the nearest one)."""
+    groups: list[list[Word]] = [[] for _ in placements]
+    for word in heard:
+        middle = (word.start + word.end) / 2
+        nearest = min(
+            range(len(placements)),
+            key=lambda i: (
+                0.0
+                if placements[i].start <= middle <= placements[i].end
+                else min(abs(middle - placements[i].start), abs(middle - placements[i].end))
+            ),
+        )
+        groups[nearest].append(word)
+    return groups
+
+
+def judge(chunk: Chunk, placement: Placement, heard: list[Word]) -> ChunkFinding:
+    text = " ".join(w.text for w in heard)
+    reference, hypothesis = scoring.words(chunk.text), scoring.words(text)
+    alignment = scoring.align(reference, hypothesis)
+    n = max(1, len(reference))
+    flags = []
+    if alignment.deletions >= max(MIN_WORDS, SHARE * n):
+        flags.append("content_loss")
+    if alignment.repeated_words(
+        reference, hypothesis
+    ) >= REPEATED_WORDS or alignment.insertions >= max(MIN_WORDS, SHARE * n):
+        flags.append("repetition")
+    if alignment.substitutions >= max(MIN_WORDS, GARBLE_SHARE * n):
+        flags.append("garble")
+    return ChunkFinding(
+        chunk.index,
+        placement.start,
+        placement.end,
+        len(reference),
+        round(alignment.wer, 3),
+        alignment.deletions,
+        alignment.insertions,
+        alignment.substitutions,
+        flags,
+        text,
+    )
+
+
+@cache
+def _validator(settings: WorkerSettings) -> Validator:
+    return Validator(settings)
+
+
+def validate(
+    path: Path, chunks: list[Chunk], placements: list[Placement], validator: Validator
+) -> ChapterValidation:
+    audio, rate = sf.read(str(path), dtype="float32")
+    started = time.perf_counter()
+    heard = validator.transcribe(audio, rate)
+    seconds = time.perf_counter() - started
+    findings = [
+        judge(c, p, words)
+        for c, p, words in zip(
+            chunks, placements, assign(list(heard.words), placements), strict=True
+        )
+    ]
+    errors = sum(f.deletions + f.insertions + f.substitutions for f in findings)
+    total = sum(f.words for f in findings)
+    return ChapterValidation(
+        round(errors / max(1, total), 4),
+        total,
+        [f.index for f in findings if f.flags],
+        round(seconds, 1),
+        findings,
+    )
+
+
+def report(result: ChapterValidation) -> str:
+    """The validation as markdown: the figures, and a row per flagged chunk."""
+    lines = [
+        f"**Whole-chapter check**: WER {100 * result.wer:.2f} % over {result.words} words; "
+        f"{len(result.flagged)} chunk(s) flagged.",
+        "",
+    ]
+    flagged = [f for f in result.chunks if f.flags]
+    if flagged:
+        lines += ["| chunk | at | flags | WER | heard |", "|---:|---:|---|---:|---|"]
+        lines += [
+            f"| {f.index} | {f.start:.1f} s | {', '.join(f.flags)} | "
+            f"{100 * f.wer:.0f} % | {f.heard[:80]} |"
+            for f in flagged
+        ]
+    return "\n".join(lines)
+
+
+@task(name="validate-chapter", cache_policy=NONE)
+def validate_chapter(
+    path: Path,
+    chunks: list[Chunk],
+    placements: list[Placement],
+    settings: WorkerSettings,
+    json_path: Path,
+) -> ChapterValidation:
+    """Transcribe the chapter, compare it with the text, write the JSON report beside the
+    audio and publish it as a Prefect artifact."""
+    result = validate(path, chunks, placements, _validator(settings))
+    json_path.write_text(json.dumps(asdict(result), indent=2, ensure_ascii=False))
+    create_markdown_artifact(
+        report(result),
+        key="chapter-validation",
+        description="Whole-chapter transcription compared with the text",
+    )
+    return result
