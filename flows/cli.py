@@ -128,6 +128,27 @@ def run(
             "'fail' fails the run."
         ),
     ] = "flag",
+    loudness: Annotated[
+        str,
+        typer.Option(
+            help="Loudness preset: audiobook (-18 LUFS, peaks under -3 dBTP, as ACX "
+            "asks), podcast (-16 LUFS, -1 dBTP) or off."
+        ),
+    ] = "audiobook",
+    formats: Annotated[
+        str,
+        typer.Option(
+            help="Delivery formats made beside the WAV, comma-separated: mp3, m4b "
+            "(with chapter markers at headings); empty for none."
+        ),
+    ] = "mp3,m4b",
+    validate: Annotated[
+        bool,
+        typer.Option(
+            "--validate/--no-validate",
+            help="Re-hear the finished chapter and flag chunks that went wrong (validation.json).",
+        ),
+    ] = True,
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Regenerate every chunk, ignoring the cache.")
     ] = False,
@@ -164,7 +185,8 @@ def run(
         ),
     ] = False,
 ) -> None:
-    """Narrate one chapter: WAV, metadata.json, segments.json and SRT subtitles."""
+    """Narrate one chapter: WAV, MP3, M4B, SRT and VTT subtitles, metadata.json,
+    segments.json and validation.json."""
     if on_low_score not in ("flag", "fail"):
         _fail(f"--on-low-score must be 'flag' or 'fail', not {on_low_score!r}")
     if backend not in (None, "local", "runpod"):
@@ -183,17 +205,23 @@ def run(
         os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     try:
         options = _options(
-            candidates,
-            threshold,
-            max_retries,
-            seed,
-            target_chars,
-            max_chars,
-            sentence_pause,
-            paragraph_pause,
-            section_pause,
-            on_low_score,
-            refresh,
+            generation=GenerationParams(
+                n_candidates=candidates,
+                whisper_threshold=threshold,
+                max_retries=max_retries,
+                seed=seed,
+            ),
+            chunking=ChunkingOptions(target_chars=target_chars, max_chars=max_chars),
+            audio=AudioOptions(
+                sentence_pause=sentence_pause,
+                paragraph_pause=paragraph_pause,
+                section_pause=section_pause,
+            ),
+            loudness={"preset": loudness},
+            formats=[f.strip() for f in formats.split(",") if f.strip()],
+            validate_chapter=validate,
+            on_low_score=on_low_score,
+            refresh_cache=refresh,
         )
     except ValidationError as e:
         _fail(f"invalid options: {explain(e)}")
@@ -257,34 +285,10 @@ def _quiet_console() -> None:
                 handler.setLevel(logging.WARNING)
 
 
-def _options(
-    candidates: int,
-    threshold: float,
-    max_retries: int,
-    seed: int,
-    target_chars: int,
-    max_chars: int,
-    sentence_pause: float,
-    paragraph_pause: float,
-    section_pause: float,
-    on_low_score: str,
-    refresh: bool,
-) -> Any:
+def _options(**fields: Any) -> Any:
     from flows.chapter import NarrationOptions
 
-    return NarrationOptions(
-        generation=GenerationParams(
-            n_candidates=candidates, whisper_threshold=threshold, max_retries=max_retries, seed=seed
-        ),
-        chunking=ChunkingOptions(target_chars=target_chars, max_chars=max_chars),
-        audio=AudioOptions(
-            sentence_pause=sentence_pause,
-            paragraph_pause=paragraph_pause,
-            section_pause=section_pause,
-        ),
-        on_low_score=on_low_score,
-        refresh_cache=refresh,
-    )
+    return NarrationOptions(**fields)
 
 
 def _narrate(chapter: Path, out: Path | None, voice: str | None, options: Any) -> None:
@@ -310,21 +314,37 @@ def _narrate(chapter: Path, out: Path | None, voice: str | None, options: Any) -
 
 def _summary(result: Any) -> None:
     """What was made and where: plain lines, never truncated, so paths can be copied."""
+    folder = result.audio.parent
     rows = [
-        ("audio", f"{result.audio}  ({result.duration_seconds / 60:.1f} min)"),
-        ("subtitles", str(result.subtitles)),
-        ("metadata", f"{result.metadata}, {result.segments.name}"),
+        (
+            "audio",
+            f"{result.audio}  ({result.duration_seconds / 60:.1f} min, "
+            f"{result.integrated_lufs:.1f} LUFS)",
+        ),
+        ("also", ", ".join(p.name for p in result.files if p != result.audio)),
         ("chunks", f"{result.chunks} ({result.cache_hits} from cache)"),
     ]
+    if result.wer is not None:
+        rows.append(
+            ("re-heard", f"{100 * result.wer:.1f} % word error rate over the whole chapter")
+        )
     if result.flagged:
         rows.append(
             (
                 "flagged",
-                f"chunks {result.flagged}: below the threshold after every "
-                "retry (see metadata.json)",
+                f"chunks {result.flagged}: below the threshold after every retry (metadata.json)",
+            )
+        )
+    if result.validation_flagged:
+        rows.append(
+            (
+                "flagged",
+                f"chunks {result.validation_flagged}: the whole-chapter check "
+                "heard a problem (validation.json)",
             )
         )
     out = Console(soft_wrap=True, highlight=False)
+    out.print(f"[bold]{'folder':<10}[/] {folder}")
     for label, value in rows:
         style = "yellow" if label == "flagged" else "bold"
         out.print(f"[{style}]{label:<10}[/] {value}")

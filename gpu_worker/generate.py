@@ -25,7 +25,7 @@ from gpu_worker.schema import (
     WordTiming,
 )
 from gpu_worker.settings import WorkerSettings
-from gpu_worker.validator import Validator, Word
+from gpu_worker.validator import Validator, Word, proper_nouns
 from gpu_worker.wav import encode_wav
 
 
@@ -129,7 +129,8 @@ class Worker:
         reasons = qc.signal_gates(audio, rate, len(reference))
         heard, score = None, 0.0
         if not {"empty", "silent"} & set(reasons):
-            heard = self.validator.transcribe(audio, rate, request.language_id)
+            names = proper_nouns(request.text) if self.validator.hotwords else ""
+            heard = self.validator.transcribe(audio, rate, request.language_id, names)
             hypothesis = scoring.words(heard.text)
             alignment = scoring.align(reference, hypothesis)
             score = alignment.score

@@ -32,6 +32,12 @@ class WorkerSettings(BaseSettings):
     whisper_beam_size: int = Field(
         1, ge=1, le=10, description="1 is greedy decoding: fastest, and enough to check a reading."
     )
+    whisper_hotwords: bool = Field(
+        True,
+        description="Prime Whisper with the text's names "
+        "(capitalised words), so rare names are spelled as "
+        "written instead of failing the score.",
+    )
     cpu_threads: int = Field(
         1,
         ge=1,

