@@ -18,8 +18,8 @@ sample: setup  ## install, then narrate the bundled sample chapter into out/
 	$(BIN)/narrator run $(SAMPLE)
 
 lint: setup
-	$(BIN)/ruff check flows tasks gpu_worker tests bench
-	$(BIN)/ruff format --check flows tasks gpu_worker tests bench
+	$(BIN)/ruff check flows tasks gpu_worker tests bench eval
+	$(BIN)/ruff format --check flows tasks gpu_worker tests bench eval
 	$(BIN)/mypy
 
 test: lint  ## install, lint, type-check, then run the whole test suite
