@@ -8,10 +8,12 @@ import av
 import pytest
 import soundfile as sf
 from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.chapter import ChapterResult, NarrationOptions, generate, narrate_chapter
-from gpu_worker.errors import InputError, PermanentError
+from gpu_worker.errors import InputError, PermanentError, ValidationFailed
 from gpu_worker.generate import Worker
 from gpu_worker.qc import longest_inner_silence
 from gpu_worker.schema import GenerateRequest, GenerateResult, GenerationParams
@@ -232,3 +234,23 @@ def parse_srt(text: str) -> list[tuple[float, float, list[str]]]:
         start, end = times.split(" --> ")
         cues.append((seconds(start), seconds(end), lines))
     return cues
+
+
+def test_the_chapter_check_is_published_as_an_artifact(tmp_path: Path, cache: Path) -> None:
+    narrate(tmp_path, CHAPTER)
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["chapter-validation"]))
+        )
+    assert artifacts and "Whole-chapter check" in str(artifacts[-1].data)
+
+
+def test_the_fail_policy_fails_the_chapter_naming_low_chunks(tmp_path: Path, cache: Path) -> None:
+    strict = NarrationOptions(
+        generation=GenerationParams(n_candidates=1, max_retries=0, whisper_threshold=100),
+        on_low_score="fail",
+    )
+    text = "# Zxqvb\n\nThe Vrendish quomp gnarfled Plorkwitz at dawn.\n"
+    with pytest.raises(ValidationFailed, match=r"chunks \[.*1.*\] stayed below whisper_threshold"):
+        narrate(tmp_path, text, strict)
+    assert not (tmp_path / "out" / "night-crossing.wav").exists()
