@@ -8,6 +8,7 @@ phase 3   verify_audio, write_reports      check it; metadata, segments, subtitl
 """
 
 import hashlib
+import json
 import platform
 import re
 from collections.abc import Iterator
@@ -17,9 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
+from uuid import UUID
 
 from prefect import flow, get_run_logger, unmapped
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.logging import get_logger
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -29,7 +32,7 @@ from gpu_worker.errors import PermanentError, ValidationFailed
 from gpu_worker.schema import GenerateRequest, GenerationParams
 from gpu_worker.settings import WorkerSettings
 from tasks.audio import AudioOptions, concatenate_chapter
-from tasks.backends import Backend, cancel_remote_jobs, open_backend
+from tasks.backends import Backend, cancel_remote_jobs, ensure_endpoint_limit, open_backend
 from tasks.encode import Format, encode_outputs, markers
 from tasks.generate import (
     ChunkAudio,
@@ -40,9 +43,9 @@ from tasks.generate import (
     voice_fields,
 )
 from tasks.loudness import LoudnessOptions
-from tasks.post import verify_audio, write_reports
+from tasks.post import artifact_key, publish_artifacts, summary, verify_audio, write_reports
 from tasks.settings import NarratorSettings
-from tasks.storage import OutputDir
+from tasks.storage import OutputDir, result_storage
 from tasks.text import ChunkingOptions, PreparedText, prepare_text
 from tasks.validation import validate_chapter
 
@@ -85,11 +88,13 @@ class NarrationOptions(BaseModel):
 
 
 class ChapterResult(BaseModel):
-    audio: Path
-    subtitles: Path
-    metadata: Path
-    segments: Path
-    files: list[Path]
+    """Where everything went (paths, or s3:// URIs) and how it turned out."""
+
+    audio: str
+    subtitles: str
+    metadata: str
+    segments: str
+    files: list[str]
     duration_seconds: float
     chunks: int
     cache_hits: int
@@ -99,6 +104,10 @@ class ChapterResult(BaseModel):
         description="Chunks the whole-chapter check flagged (content loss, repetition, garble)."
     )
     integrated_lufs: float
+    fingerprint: str = Field(
+        description="Hash of the input and everything that shapes the "
+        "output: a batch skips chapters whose fingerprint is unchanged."
+    )
 
 
 @dataclass(frozen=True)
@@ -166,13 +175,17 @@ def narrate_chapter(
     or a path on the workers' voices volume); unset, the engine's default voice.
     """
     settings, worker = NarratorSettings(), WorkerSettings()
-    prepared = prepare_text(source, options.chunking, settings.max_chapter_bytes)
+    prepared = prepare_text(
+        source, options.chunking, settings.max_chapter_bytes, settings.s3_endpoint_url
+    )
     backend = open_backend(settings, worker)
+    if backend.name == "runpod":
+        ensure_endpoint_limit(settings)
     template = GenerateRequest(text=".", **voice_fields(voice), **options.generation.model_dump())
     jobs = plan_jobs([c.text for c in prepared.chunks], template, backend)
-    outcomes = generate(jobs, backend, settings, options)
     stem = output_stem(source)
-    output = OutputDir(Path(out_dir) if out_dir else Path("out") / stem)
+    outcomes = generate(jobs, backend, settings, options, stem)
+    output = OutputDir(out_dir or str(Path("out") / stem), settings.s3_endpoint_url)
     run = Run(source, voice, options, settings, worker, backend, output, stem)
     try:
         result = assemble(prepared, outcomes, run)
@@ -191,22 +204,35 @@ def narrate_chapter(
 
 
 def generate(
-    jobs: list[ChunkJob], backend: Backend, settings: NarratorSettings, options: NarrationOptions
+    jobs: list[ChunkJob],
+    backend: Backend,
+    settings: NarratorSettings,
+    options: NarrationOptions,
+    stem: str,
 ) -> list[ChunkOutcome]:
     """Map one generation task per chunk and wait for all of them; fail naming every chunk
-    that failed (after the others have finished, so their audio is cached for the rerun)."""
+    that failed (after the others have finished, so their audio is cached for the rerun).
+    A progress artifact follows the chunks as they finish."""
     progress = progress_listener.get()
     if progress:
         progress.planned(len(jobs))
     task = generate_chunk.with_options(
-        result_storage=settings.cache_dir, refresh_cache=options.refresh_cache
+        result_storage=result_storage(settings.cache_dir, settings.s3_endpoint_url),
+        refresh_cache=options.refresh_cache,
     )
     futures = task.map(jobs, unmapped(backend))
+    tracker = cast(
+        UUID,
+        create_progress_artifact(
+            0.0, key=artifact_key(stem, "progress"), description=f"Chunks of {stem} generated"
+        ),
+    )
     by_run = {f.task_run_id: job for f, job in zip(futures, jobs, strict=True)}
     outcomes: dict[int, ChunkOutcome] = {}
     for future in as_completed(futures):
         outcome = _outcome(future, by_run[future.task_run_id])
         outcomes[outcome.job.index] = outcome
+        update_progress_artifact(tracker, 100.0 * len(outcomes) / len(jobs))
         if progress:
             progress.finished(outcome)
     ordered = [outcomes[job.index] for job in jobs]
@@ -266,17 +292,23 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
     encode_outputs(
         wav, output, stem, title, markers(headings, title, check.duration_seconds), options.formats
     )
-    write_reports(
-        output,
+    header = _header(prepared, run)
+    records = write_reports(
+        output, stem, prepared.chunks, placements, outcomes, check, validation, header
+    )
+    run_summary = summary(
         stem,
-        prepared.chunks,
-        placements,
-        outcomes,
+        output.final,
+        records,
         check,
         validation,
-        _header(prepared, run),
+        run.backend.name,
+        run.settings.gpu_price_per_hour,
     )
-    published = {p.name: p for p in output.publish(last="metadata.json")}
+    publish_artifacts(stem, records, run_summary)
+    published = {
+        location.rsplit("/", 1)[-1]: location for location in output.publish(last="metadata.json")
+    }
     return ChapterResult(
         audio=published[f"{stem}.wav"],
         subtitles=published[f"{stem}.srt"],
@@ -290,23 +322,42 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
         wer=validation.wer if validation else None,
         validation_flagged=validation.flagged if validation else [],
         integrated_lufs=check.integrated_lufs,
+        fingerprint=header["fingerprint"],
     )
 
 
+def fingerprint(
+    text_sha256: str, options: NarrationOptions, identity: str, voice: str | None
+) -> str:
+    """A hash of the input and of everything that shapes the output. Equal fingerprints
+    mean the published outputs are current (a batch skips such chapters)."""
+    payload = {
+        "source": text_sha256,
+        "identity": identity,
+        "narrator": version("narrator"),
+        "voice": voice.split("?")[0] if voice else None,
+        "options": options.model_dump(mode="json", exclude={"refresh_cache"}),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
 def _header(prepared: PreparedText, run: Run) -> dict[str, Any]:
+    text_sha256 = hashlib.sha256(prepared.text.encode()).hexdigest()
+    identity = run.backend.identity(voice_fields(run.voice)["voice"])
     return {
+        "fingerprint": fingerprint(text_sha256, run.options, identity, run.voice),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": {
             "path": prepared.source,
             "characters": len(prepared.text),
             "words": prepared.word_count,
-            "sha256": hashlib.sha256(prepared.text.encode()).hexdigest(),
+            "sha256": text_sha256,
         },
         # a presigned URL's query string is a credential: never written out
         "voice": run.voice.split("?")[0] if run.voice else None,
         "backend": {
             "name": run.backend.name,
-            "identity": run.backend.identity(voice_fields(run.voice)["voice"]),
+            "identity": identity,
         },
         "options": run.options.model_dump(mode="json"),
         "settings": {**run.settings.model_dump(mode="json"), **run.worker.model_dump(mode="json")},

@@ -79,12 +79,19 @@ class _Bar:
 @app.command()
 def run(
     chapter: Annotated[
-        Path, typer.Argument(help="Chapter file: UTF-8 plain text or markdown.", show_default=False)
+        str,
+        typer.Argument(
+            help="Chapter file, UTF-8 plain text or markdown: a path or an s3://bucket/key.",
+            show_default=False,
+        ),
     ],
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            "--out", "-o", help="Output folder (default: out/<chapter name>)", show_default=False
+            "--out",
+            "-o",
+            help="Output folder or s3://bucket/prefix (default: out/<chapter name>)",
+            show_default=False,
         ),
     ] = None,
     voice: Annotated[
@@ -291,7 +298,7 @@ def _options(**fields: Any) -> Any:
     return NarrationOptions(**fields)
 
 
-def _narrate(chapter: Path, out: Path | None, voice: str | None, options: Any) -> None:
+def _narrate(chapter: str, out: str | None, voice: str | None, options: Any) -> None:
     from flows.chapter import listening, narrate_chapter
     from gpu_worker.errors import NarratorError
 
@@ -304,7 +311,7 @@ def _narrate(chapter: Path, out: Path | None, voice: str | None, options: Any) -
     )
     try:
         with Progress(*columns, console=err, transient=True) as progress, listening(_Bar(progress)):
-            result = narrate_chapter(str(chapter), str(out) if out else None, voice, options)
+            result = narrate_chapter(chapter, out, voice, options)
     except NarratorError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -314,14 +321,14 @@ def _narrate(chapter: Path, out: Path | None, voice: str | None, options: Any) -
 
 def _summary(result: Any) -> None:
     """What was made and where: plain lines, never truncated, so paths can be copied."""
-    folder = result.audio.parent
+    folder = result.audio.rsplit("/", 1)[0]
     rows = [
         (
             "audio",
             f"{result.audio}  ({result.duration_seconds / 60:.1f} min, "
             f"{result.integrated_lufs:.1f} LUFS)",
         ),
-        ("also", ", ".join(p.name for p in result.files if p != result.audio)),
+        ("also", ", ".join(f.rsplit("/", 1)[-1] for f in result.files if f != result.audio)),
         ("chunks", f"{result.chunks} ({result.cache_hits} from cache)"),
     ]
     if result.wer is not None:

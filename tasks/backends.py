@@ -154,8 +154,15 @@ class RunPodBackend:
             return f"volume:{audio_prompt_url}"  # only the workers see their volume
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
-        result: GenerateResult = self._call(self._generate(request))
-        return result
+        """One job. Its slot in the endpoint's Prefect global concurrency limit is held while
+        it is in flight, so every run in every process shares the endpoint's workers."""
+        name = self.settings.endpoint_limit
+        if not name:
+            return cast(GenerateResult, self._call(self._generate(request)))
+        from prefect.concurrency.sync import concurrency
+
+        with concurrency(name, occupy=1, strict=True):
+            return cast(GenerateResult, self._call(self._generate(request)))
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
         async with self._slots:
@@ -269,6 +276,19 @@ def _result(job_id: str, status: dict[str, Any]) -> GenerateResult:
     if state == "FAILED" and not any(mark in error for mark in TRANSIENT_FAILURES):
         raise PermanentError(f"job {job_id} FAILED on the worker: {error}")
     raise TransientError(f"job {job_id} {state} on the worker: {error}")
+
+
+def ensure_endpoint_limit(settings: NarratorSettings) -> None:
+    """Create, or resize, the endpoint's global concurrency limit to `runpod_concurrency`
+    (idempotent: every chapter run calls it at its start)."""
+    if not settings.endpoint_limit:
+        return
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(
+            settings.endpoint_limit, settings.runpod_concurrency
+        )
 
 
 def api_key(settings: NarratorSettings) -> str:

@@ -12,8 +12,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-def _default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "narrator" / "chunks"
+def _default_cache_dir() -> str:
+    return str(Path.home() / ".cache" / "narrator" / "chunks")
 
 
 class NarratorSettings(BaseSettings):
@@ -26,11 +26,25 @@ class NarratorSettings(BaseSettings):
         description="Where chunks are generated. local: the worker code in this "
         "process, on the CPU. runpod: a RunPod serverless endpoint (NARRATOR_RUNPOD_*).",
     )
-    cache_dir: Path = Field(
+    cache_dir: str = Field(
         default_factory=_default_cache_dir,
-        description="Generated "
-        "chunks, keyed by a hash of everything that changes their audio. "
-        "Reruns and edits reuse them.",
+        description="Generated chunks, keyed by a hash of everything that changes their "
+        "audio: a folder, or an s3://bucket/prefix shared by every machine. Reruns and edits "
+        "reuse them.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint for s3:// locations (R2, MinIO); unset: AWS."
+    )
+    endpoint_limit: str = Field(
+        "runpod-endpoint",
+        description="Prefect global concurrency limit shared by every run "
+        "that sends jobs to the RunPod endpoint (created or resized at flow start).",
+    )
+    gpu_price_per_hour: float = Field(
+        1.10,
+        ge=0,
+        description="What a GPU worker costs per hour, for the run summary's "
+        "estimate (RunPod serverless, 24 GB class, 2026).",
     )
     local_workers: int = Field(
         2,

@@ -1,27 +1,139 @@
-"""Where outputs are written, so that a failure never leaves a half-written final file.
+"""Where chapters come from and outputs go: a local folder or an S3 prefix, one interface.
 
-An `OutputDir` stages every file of a run in a hidden folder beside the final ones. Only
-after all of them are written and verified does `publish()` move them into place, one
-atomic rename each, with metadata.json last; a run that fails calls `discard()` and the
-previous run's outputs stay exactly as they were.
+    read_bytes("chapters/one.md") / read_bytes("s3://books/chapters/one.md")
+    list_sources("s3://books/chapters", "*.md")
+    OutputDir("s3://books/audio/one")      stage locally, then publish every file together
+    result_storage(settings)               the chunk cache: a Path, or a saved S3Bucket block
+
+S3 means any S3-compatible store: credentials come from boto3's usual chain (environment,
+profile, instance role; never from settings), and `NARRATOR_S3_ENDPOINT_URL` points at R2
+or MinIO.
+
+An `OutputDir` stages every file of a run in a hidden local folder. Only after all of them
+are written and verified does `publish()` move them into place (a rename each, or an upload
+each), metadata.json last; a run that fails calls `discard()` and the previous run's
+outputs stay exactly as they were.
 """
 
+import fnmatch
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
-from gpu_worker.errors import InputError
+from gpu_worker.errors import InputError, TransientError
+
+CACHE_BLOCK = "narrator-chunk-cache"
+
+
+def is_s3(location: str) -> bool:
+    return location.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if not parsed.netloc:
+        raise InputError(f"{uri!r}: expected s3://BUCKET/KEY")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def join(location: str, name: str) -> str:
+    return f"{location.rstrip('/')}/{name}" if is_s3(location) else str(Path(location) / name)
+
+
+def s3_client(endpoint_url: str | None) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint_url)
+
+
+def _s3_error(uri: str, error: Exception) -> Exception:
+    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+    if code in ("404", "NoSuchKey", "NoSuchBucket"):
+        return InputError(f"{uri}: no such object")
+    if code in ("403", "AccessDenied"):
+        return InputError(f"{uri}: access denied; check the AWS credentials and bucket policy")
+    return TransientError(f"{uri}: {code or type(error).__name__}: {error}")
+
+
+def size(location: str, endpoint_url: str | None = None) -> int:
+    if not is_s3(location):
+        path = Path(location)
+        if path.is_dir():
+            raise InputError(f"{location}: is a directory; give the chapter's file")
+        if not path.is_file():
+            raise InputError(f"{location}: no such file")
+        return path.stat().st_size
+    bucket, key = split_s3(location)
+    try:
+        return int(s3_client(endpoint_url).head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except Exception as e:
+        raise _s3_error(location, e) from e
+
+
+def read_bytes(location: str, endpoint_url: str | None = None) -> bytes:
+    if not is_s3(location):
+        size(location)
+        return Path(location).read_bytes()
+    bucket, key = split_s3(location)
+    try:
+        body = s3_client(endpoint_url).get_object(Bucket=bucket, Key=key)["Body"]
+        return bytes(body.read())
+    except Exception as e:
+        raise _s3_error(location, e) from e
+
+
+def read_text_if_exists(location: str, endpoint_url: str | None = None) -> str | None:
+    try:
+        return read_bytes(location, endpoint_url).decode("utf-8")
+    except InputError:
+        return None
+
+
+def list_sources(location: str, pattern: str, endpoint_url: str | None = None) -> list[str]:
+    """The files directly in `location` (a folder or an S3 prefix) matching `pattern`."""
+    if not is_s3(location):
+        folder = Path(location)
+        if not folder.is_dir():
+            raise InputError(f"{location}: no such folder")
+        return sorted(str(p) for p in folder.glob(pattern) if p.is_file())
+    bucket, prefix = split_s3(location)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    found = []
+    try:
+        pages = (
+            s3_client(endpoint_url)
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                name = item["Key"][len(prefix) :]
+                if fnmatch.fnmatch(name, pattern):
+                    found.append(f"s3://{bucket}/{item['Key']}")
+    except Exception as e:
+        raise _s3_error(location, e) from e
+    return sorted(found)
 
 
 class OutputDir:
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: str, endpoint_url: str | None = None) -> None:
         self.final = final
-        try:
-            final.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as e:
-            raise InputError(f"{final}: exists and is not a directory; choose another --out") from e
-        self.staging = Path(tempfile.mkdtemp(prefix=".narrator-staging-", dir=final))
+        self.endpoint_url = endpoint_url
+        if is_s3(final):
+            split_s3(final)
+            self.staging = Path(tempfile.mkdtemp(prefix="narrator-staging-"))
+        else:
+            folder = Path(final)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as e:
+                raise InputError(
+                    f"{final}: exists and is not a directory; choose another --out"
+                ) from e
+            self.staging = Path(tempfile.mkdtemp(prefix=".narrator-staging-", dir=folder))
         self._staged: list[str] = []
 
     def path(self, name: str) -> Path:
@@ -40,16 +152,42 @@ class OutputDir:
             os.fsync(f.fileno())
         return path
 
-    def publish(self, last: str | None = None) -> list[Path]:
-        """Move every staged file into the final folder (`last` goes last)."""
+    def publish(self, last: str | None = None) -> list[str]:
+        """Move every staged file into place (`last` goes last); returns their locations."""
         order = [n for n in self._staged if n != last] + ([last] if last in self._staged else [])
+        client = s3_client(self.endpoint_url) if is_s3(self.final) else None
         published = []
         for name in order:
-            target = self.final / name
-            os.replace(self.staging / name, target)
+            target = join(self.final, name)
+            if client is None:
+                os.replace(self.staging / name, target)
+            else:
+                bucket, key = split_s3(target)
+                try:
+                    client.upload_file(str(self.staging / name), bucket, key)
+                except Exception as e:
+                    raise _s3_error(target, e) from e
             published.append(target)
         shutil.rmtree(self.staging, ignore_errors=True)
         return published
 
     def discard(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def result_storage(cache: str, endpoint_url: str | None) -> Path | str:
+    """The chunk cache as Prefect result storage: a folder, or for an s3:// location a saved
+    S3Bucket block (Prefect needs a saved block, not an instance) named CACHE_BLOCK."""
+    if not is_s3(cache):
+        return Path(cache).expanduser()
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    bucket, prefix = split_s3(cache)
+    credentials = AwsCredentials(
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint_url)
+    )  # keys stay in the environment, never in the block
+    S3Bucket(bucket_name=bucket, bucket_folder=prefix, credentials=credentials).save(
+        CACHE_BLOCK, overwrite=True
+    )
+    return f"s3-bucket/{CACHE_BLOCK}"

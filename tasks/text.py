@@ -15,7 +15,6 @@ import codecs
 import html
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from prefect import task
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gpu_worker.errors import InputError
 from gpu_worker.spoken import NON_TERMINAL, TITLES, verbalize
+from tasks import storage
 
 Break = Literal["clause", "sentence", "paragraph", "section", "end"]
 
@@ -120,20 +120,16 @@ def decode_chapter(data: bytes, name: str) -> str:
     return text
 
 
-def read_chapter(path: Path, max_bytes: int) -> str:
-    """Read and decode a chapter file, refusing anything larger than `max_bytes`."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError as e:
-        raise InputError(f"{path}: no such file") from e
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; give the chapter's file")
-    if size > max_bytes:
+def read_chapter(location: str, max_bytes: int, endpoint_url: str | None = None) -> str:
+    """Read and decode a chapter (a path or an s3:// URI), refusing anything larger than
+    `max_bytes`."""
+    found = storage.size(location, endpoint_url)
+    if found > max_bytes:
         raise InputError(
-            f"{path}: {size:,} bytes is over the {max_bytes:,}-byte limit "
+            f"{location}: {found:,} bytes is over the {max_bytes:,}-byte limit "
             "(NARRATOR_MAX_CHAPTER_BYTES); split the chapter into smaller files"
         )
-    return decode_chapter(path.read_bytes(), str(path))
+    return decode_chapter(storage.read_bytes(location, endpoint_url), location)
 
 
 # -- structure --------------------------------------------------------------------------------
@@ -419,7 +415,9 @@ class PreparedText:
 
 
 @task(name="prepare-text")
-def prepare_text(source: str, options: ChunkingOptions, max_bytes: int) -> PreparedText:
+def prepare_text(
+    source: str, options: ChunkingOptions, max_bytes: int, endpoint_url: str | None = None
+) -> PreparedText:
     """Locate, decode, normalise and split one chapter."""
-    text = read_chapter(Path(source), max_bytes)
+    text = read_chapter(source, max_bytes, endpoint_url)
     return PreparedText(source, text, make_chunks(text, options))

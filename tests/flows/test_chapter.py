@@ -60,13 +60,13 @@ def narrate(tmp_path: Path, text: str, options: NarrationOptions = FAST) -> Chap
 
 
 def metadata(result: ChapterResult) -> dict:
-    return json.loads(result.metadata.read_text())
+    return json.loads(Path(result.metadata).read_text())
 
 
 def test_a_chapter_is_narrated_with_every_output(tmp_path: Path, cache: Path) -> None:
     result = narrate(tmp_path, CHAPTER)
-    assert result.audio == tmp_path / "out" / "night-crossing.wav"
-    info = sf.info(result.audio)
+    assert result.audio == str(tmp_path / "out" / "night-crossing.wav")
+    info = sf.info(Path(result.audio))
     assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16")
     assert info.duration == pytest.approx(result.duration_seconds, abs=0.01)
     meta = metadata(result)
@@ -78,9 +78,9 @@ def test_a_chapter_is_narrated_with_every_output(tmp_path: Path, cache: Path) ->
     assert all(c["start"] < c["end"] <= d["start"] for c, d in itertools.pairwise(chunks))
     assert all(c["best_score"] >= 80 and len(c["scores"]) == 1 for c in chunks)
     assert "seven" in json.dumps(chunks) or "forty-seven" in chunks[1]["text"]
-    segments = json.loads(result.segments.read_text())
+    segments = json.loads(Path(result.segments).read_text())
     assert [s["text"] for s in segments][2].startswith("Dr. Okafor had paid $6,250")
-    srt = result.subtitles.read_text()
+    srt = Path(result.subtitles).read_text()
     assert srt.startswith("1\n00:00:00,500 --> ") and "$6,250" in srt
     assert not list((tmp_path / "out").glob(".narrator-staging-*"))
 
@@ -88,7 +88,7 @@ def test_a_chapter_is_narrated_with_every_output(tmp_path: Path, cache: Path) ->
 def test_the_narration_says_the_text(tmp_path: Path, cache: Path, worker: Worker) -> None:
     """Transcribe the finished chapter and compare it with the source: WER <= 8 %."""
     result = narrate(tmp_path, CHAPTER, NarrationOptions())
-    audio, rate = sf.read(result.audio, dtype="float32")
+    audio, rate = sf.read(Path(result.audio), dtype="float32")
     heard = worker.validator.transcribe(audio, rate).text
     reference = " ".join(c["display"] for c in metadata(result)["chunks"])
     alignment = compare(reference, heard)
@@ -98,13 +98,13 @@ def test_the_narration_says_the_text(tmp_path: Path, cache: Path, worker: Worker
 
 def test_a_rerun_makes_no_engine_calls_and_the_same_audio(tmp_path: Path, cache: Path) -> None:
     first = narrate(tmp_path, CHAPTER)
-    audio = first.audio.read_bytes()
+    audio = Path(first.audio).read_bytes()
     calls = backend().requests
     second = narrate(tmp_path, CHAPTER)
     assert backend().requests == calls  # zero engine calls
     assert second.cache_hits == second.chunks
     assert all(c["cache_hit"] and c["attempts"] == 0 for c in metadata(second)["chunks"])
-    assert second.audio.read_bytes() == audio
+    assert Path(second.audio).read_bytes() == audio
 
 
 def test_editing_one_sentence_regenerates_only_its_chunk(tmp_path: Path, cache: Path) -> None:
@@ -148,7 +148,7 @@ class Endpoint:
 
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
 def generate_flow(jobs: list[ChunkJob], endpoint: Endpoint, settings: NarratorSettings) -> None:
-    generate(jobs, endpoint, settings, FAST)
+    generate(jobs, endpoint, settings, FAST, "numbered")
 
 
 def test_failed_chunks_are_all_named_after_the_others_finish(
@@ -188,7 +188,7 @@ def test_a_failed_run_keeps_the_previous_outputs(tmp_path: Path, cache: Path) ->
 def test_the_chapter_meets_the_delivery_specs(tmp_path: Path, cache: Path, worker: Worker) -> None:
     """Loudness and peaks, pause lengths, word-timed subtitles, MP3 and M4B."""
     result = narrate(tmp_path, CHAPTER)
-    audio, rate = sf.read(result.audio, dtype="float32")
+    audio, rate = sf.read(Path(result.audio), dtype="float32")
     options = FAST.audio
     # loudness: within 1 LU of the audiobook target, true peak under its ceiling
     assert integrated_loudness(audio, rate) == pytest.approx(-18.0, abs=1.0)
@@ -201,7 +201,7 @@ def test_the_chapter_meets_the_delivery_specs(tmp_path: Path, cache: Path, worke
         inside = audio[int(c["start"] * rate) : int(c["end"] * rate)]
         assert longest_inner_silence(inside, rate) <= options.max_inner_pause + 0.3
     # subtitles: in order, inside the audio, within the limits, heard when they say
-    cues = parse_srt(result.subtitles.read_text())
+    cues = parse_srt(Path(result.subtitles).read_text())
     assert cues and all(a[1] <= b[0] for a, b in itertools.pairwise(cues))
     assert cues[0][0] >= 0 and cues[-1][1] <= len(audio) / rate
     for start, end, lines in cues:
@@ -210,13 +210,13 @@ def test_the_chapter_meets_the_delivery_specs(tmp_path: Path, cache: Path, worke
         heard = worker.validator.transcribe(span, rate).text
         alignment = compare(" ".join(lines), heard)
         assert alignment.matches >= 0.75 * alignment.reference_words, (lines, heard)
-    assert result.subtitles.with_suffix(".vtt").read_text().startswith("WEBVTT")
+    assert Path(result.subtitles).with_suffix(".vtt").read_text().startswith("WEBVTT")
     # delivery formats: as long as the WAV; the M4B's chapters start at the heading
     for kind in ("mp3", "m4b"):
-        assert decoded_seconds(result.audio.with_suffix(f".{kind}")) == pytest.approx(
+        assert decoded_seconds(Path(result.audio).with_suffix(f".{kind}")) == pytest.approx(
             len(audio) / rate, abs=0.05
         )
-    with av.open(str(result.audio.with_suffix(".m4b"))) as m4b:
+    with av.open(str(Path(result.audio).with_suffix(".m4b"))) as m4b:
         assert [c["metadata"]["title"] for c in m4b.chapters()] == ["The Night Crossing"]
     # the whole-chapter check heard it, and found nothing wrong
     assert result.wer is not None and result.wer < 0.1 and result.validation_flagged == []

@@ -52,6 +52,6 @@ def test_runpod_and_local_backends_make_the_same_chapter(
 
     assert remote.cache_hits == 0  # another backend identity: nothing reused from local
     assert endpoint.counts["completed"] == remote.chunks == local.chunks
-    assert remote.audio.read_bytes() == local.audio.read_bytes()
+    assert Path(remote.audio).read_bytes() == Path(local.audio).read_bytes()
     for output in (remote.metadata, remote.segments, remote.subtitles):
-        assert "flow-key" not in output.read_text()  # the API key is never written out
+        assert "flow-key" not in Path(output).read_text()  # the API key is never written out

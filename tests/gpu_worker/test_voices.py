@@ -1,7 +1,7 @@
 """Reference audio: fetched from a volume path, http(s) or S3, checked, resampled, cached."""
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +9,6 @@ import boto3
 import numpy as np
 import pytest
 import soundfile as sf
-from moto.server import ThreadedMotoServer
 
 from gpu_worker.errors import InputError
 from gpu_worker.settings import WorkerSettings
@@ -109,22 +108,6 @@ def test_loopback_is_refused_unless_the_settings_allow_it(
         load_reference(url, allowed_http, 24000)
     allowed = allowed_http.model_copy(update={"allow_private_voice_urls": True})
     assert load_reference(url, allowed, 24000).seconds == pytest.approx(4.0, abs=0.01)
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 (the real S3 API is out of reach here)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_an_s3_clip_is_fetched(settings: WorkerSettings, s3: str) -> None:

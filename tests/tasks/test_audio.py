@@ -148,7 +148,7 @@ def chunk_audio(samples: np.ndarray) -> ChunkAudio:
 
 def test_a_failure_midway_leaves_no_final_file_and_keeps_the_previous(tmp_path: Path) -> None:
     final = tmp_path / "out"
-    first = OutputDir(final)
+    first = OutputDir(str(final))
     concatenate_chapter.fn(
         [chunk_audio(speech(0.5))], ["end"], OPTIONS, first.path("ch.wav"), LoudnessOptions()
     )
@@ -156,7 +156,7 @@ def test_a_failure_midway_leaves_no_final_file_and_keeps_the_previous(tmp_path: 
     first.publish(last="metadata.json")
     before = (final / "ch.wav").read_bytes()
 
-    second = OutputDir(final)
+    second = OutputDir(str(final))
     corrupt = ChunkAudio(b"RIFF-not-really", RATE, 1.0, 100.0, True, [], "", [], [], 0, 1, 0.0)
     with pytest.raises(PermanentError, match="not decodable"):
         try:

@@ -33,6 +33,7 @@ def connect(endpoint: Endpoint, serve: Callable[[Any], str]) -> Callable[..., Ru
 
     def backend(key: str = KEY, **settings: Any) -> RunPodBackend:
         config = NarratorSettings(
+            endpoint_limit="",  # no Prefect server in these tests
             backend="runpod",
             runpod_endpoint_id="local",
             runpod_base_url=f"{base}/v2",

@@ -7,18 +7,18 @@ from tasks.storage import OutputDir
 
 
 def test_nothing_is_visible_until_publish(tmp_path: Path) -> None:
-    out = OutputDir(tmp_path / "out")
+    out = OutputDir(str(tmp_path / "out"))
     out.write_text("metadata.json", "{}")
     out.write_text("a.srt", "1")
     assert [p.name for p in (tmp_path / "out").iterdir()] == [out.staging.name]
     published = out.publish(last="metadata.json")
-    assert [p.name for p in published] == ["a.srt", "metadata.json"]
+    assert [Path(p).name for p in published] == ["a.srt", "metadata.json"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.srt", "metadata.json"]
 
 
 def test_discard_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
     (tmp_path / "old.wav").write_bytes(b"old")
-    out = OutputDir(tmp_path)
+    out = OutputDir(str(tmp_path))
     out.path("old.wav").write_bytes(b"new, but the run failed")
     out.discard()
     assert [p.name for p in tmp_path.iterdir()] == ["old.wav"]
@@ -28,10 +28,10 @@ def test_discard_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["../escape.wav", "sub/dir.wav", ".hidden", "/etc/passwd"])
 def test_output_names_cannot_escape_the_folder(tmp_path: Path, name: str) -> None:
     with pytest.raises(InputError, match="plain file name"):
-        OutputDir(tmp_path).path(name)
+        OutputDir(str(tmp_path)).path(name)
 
 
 def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("x")
     with pytest.raises(InputError, match="not a directory"):
-        OutputDir(tmp_path / "taken")
+        OutputDir(str(tmp_path / "taken"))

@@ -55,13 +55,13 @@ def test_empty_files_are_refused(data: bytes) -> None:
 
 def test_read_chapter_refuses_missing_directory_and_oversized(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
-        read_chapter(tmp_path / "missing.txt", 1000)
+        read_chapter(str(tmp_path / "missing.txt"), 1000)
     with pytest.raises(InputError, match="is a directory"):
-        read_chapter(tmp_path, 1000)
+        read_chapter(str(tmp_path), 1000)
     big = tmp_path / "big.txt"
     big.write_text("word " * 300)
     with pytest.raises(InputError, match=r"1,500 bytes is over the 1,000-byte limit"):
-        read_chapter(big, 1000)
+        read_chapter(str(big), 1000)
 
 
 def test_only_markup_is_refused() -> None:

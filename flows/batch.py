@@ -1,0 +1,140 @@
+"""narrate_batch: every chapter in a folder or S3 prefix, the nightly way.
+
+Each chapter is a `narrate_chapter` subflow, at most `max_in_flight` at once (a chapter maps
+one task per chunk; a batch must not map thousands at once). A chapter whose published
+metadata carries the fingerprint it would get now (same text, options, engine, voice,
+version) is skipped. One failing chapter does not stop the others: the batch ends Failed
+naming the chapters that failed and why.
+"""
+
+import contextvars
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.states import State
+from pydantic import BaseModel, Field
+
+from flows.chapter import NarrationOptions, fingerprint, narrate_chapter, output_stem
+from gpu_worker.errors import NarratorError, PermanentError
+from gpu_worker.settings import WorkerSettings
+from tasks.backends import open_backend
+from tasks.generate import voice_fields
+from tasks.settings import NarratorSettings
+from tasks.storage import join, list_sources, read_text_if_exists
+from tasks.text import read_chapter
+
+MAX_IN_FLIGHT = 8
+
+
+class BatchResult(BaseModel):
+    narrated: list[str] = Field(description="Chapters narrated in this run.")
+    skipped: list[str] = Field(description="Chapters whose outputs were already current.")
+    failed: dict[str, str] = Field(description="Chapters that failed, and why.")
+
+
+def is_current(
+    source: str,
+    out: str,
+    options: NarrationOptions,
+    identity: str,
+    voice: str | None,
+    settings: NarratorSettings,
+) -> bool:
+    """Whether `out` holds the outputs `source` would get now."""
+    published = read_text_if_exists(join(out, "metadata.json"), settings.s3_endpoint_url)
+    if published is None:
+        return False
+    try:
+        text = read_chapter(source, settings.max_chapter_bytes, settings.s3_endpoint_url)
+        expected = fingerprint(hashlib.sha256(text.encode()).hexdigest(), options, identity, voice)
+        return bool(json.loads(published).get("fingerprint") == expected)
+    except (NarratorError, ValueError):
+        return False  # unreadable now: let the chapter run say why
+
+
+def _chapter(source: str, out: str, voice: str | None, options: NarrationOptions) -> State[Any]:
+    """One chapter as a subflow of the batch, its final state returned (never raised)."""
+    return cast(State[Any], narrate_chapter(source, out, voice, options, return_state=True))
+
+
+def _reason(state: State[Any]) -> str:
+    message = str(state.message or state.name)
+    return message.removeprefix("Flow run encountered an exception: ")
+
+
+@flow(name="narrate-batch")
+def narrate_batch(
+    source: str,
+    out_dir: str,
+    pattern: str = "*.md",
+    voice: str | None = None,
+    options: NarrationOptions = NarrationOptions(),  # noqa: B008 - frozen, shown in the UI
+    max_in_flight: int = 2,
+) -> BatchResult:
+    """Narrate every chapter matching `pattern` in `source` (a folder or s3://bucket/prefix)
+    into `out_dir`/<chapter name>/, skipping chapters whose outputs are current.
+
+    Args:
+        source: Folder or s3://bucket/prefix holding the chapter files.
+        out_dir: Folder or s3://bucket/prefix; each chapter goes in its own subfolder.
+        pattern: Which files are chapters (shell glob, e.g. "*.md" or "ch-*.txt").
+        voice: Built-in voice name or reference clip URL, for every chapter.
+        options: Narration options, for every chapter.
+        max_in_flight: Chapters narrated at once (each maps one task per chunk).
+    """
+    if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
+        raise PermanentError(f"max_in_flight must be 1-{MAX_IN_FLIGHT}, not {max_in_flight}")
+    logger = get_run_logger()
+    settings = NarratorSettings()
+    chapters = list_sources(source, pattern, settings.s3_endpoint_url)
+    if not chapters:
+        raise PermanentError(f"no chapters matching {pattern!r} in {source}")
+    identity = open_backend(settings, WorkerSettings()).identity(voice_fields(voice)["voice"])
+    outputs = {c: join(out_dir, output_stem(c)) for c in chapters}
+    skipped = [c for c in chapters if is_current(c, outputs[c], options, identity, voice, settings)]
+    todo = [c for c in chapters if c not in skipped]
+    logger.info(
+        "%d chapters: %d to narrate, %d already current", len(chapters), len(todo), len(skipped)
+    )
+    with ThreadPoolExecutor(max_in_flight, thread_name_prefix="chapter") as pool:
+        futures = {
+            c: pool.submit(contextvars.copy_context().run, _chapter, c, outputs[c], voice, options)
+            for c in todo
+        }
+        states = {c: f.result() for c, f in futures.items()}
+    result = BatchResult(
+        narrated=[c for c, s in states.items() if s.is_completed()],
+        skipped=skipped,
+        failed={c: _reason(s) for c, s in states.items() if not s.is_completed()},
+    )
+    create_markdown_artifact(
+        report(result),
+        key="batch-summary",
+        description=f"Batch of {len(chapters)} chapters from {source}",
+    )
+    if result.failed:
+        raise PermanentError(
+            f"{len(result.failed)} of {len(chapters)} chapters failed: "
+            + "; ".join(f"{c}: {why}" for c, why in result.failed.items())
+        )
+    return result
+
+
+def report(result: BatchResult) -> str:
+    rows = [f"| {c} | narrated |" for c in result.narrated]
+    rows += [f"| {c} | already current |" for c in result.skipped]
+    rows += [f"| {c} | **failed**: {why[:120]} |" for c, why in result.failed.items()]
+    return "\n".join(
+        [
+            f"{len(result.narrated)} narrated, {len(result.skipped)} skipped, "
+            f"{len(result.failed)} failed.",
+            "",
+            "| chapter | result |",
+            "|---|---|",
+            *rows,
+        ]
+    )
