@@ -11,7 +11,7 @@ import contextvars
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -73,7 +73,7 @@ def narrate_batch(
     pattern: str = "*.md",
     voice: str | None = None,
     options: NarrationOptions = NarrationOptions(),  # noqa: B008 - frozen, shown in the UI
-    max_in_flight: int = 2,
+    max_in_flight: Annotated[int, Field(ge=1, le=MAX_IN_FLIGHT)] = 2,
 ) -> BatchResult:
     """Narrate every chapter matching `pattern` in `source` (a folder or s3://bucket/prefix)
     into `out_dir`/<chapter name>/, skipping chapters whose outputs are current.

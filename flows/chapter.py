@@ -169,10 +169,16 @@ def narrate_chapter(
     voice: str | None = None,
     options: NarrationOptions = NarrationOptions(),  # noqa: B008 - frozen, shown in the UI
 ) -> ChapterResult:
-    """Narrate the chapter file `source` into `out_dir` (default: out/<chapter name>/).
+    """Narrate one chapter into audio, subtitles and a quality record.
 
-    `voice` is a built-in voice name, or a reference clip to clone (https URL, s3:// URI,
-    or a path on the workers' voices volume); unset, the engine's default voice.
+    Args:
+        source: The chapter: a UTF-8 text or markdown file, as a path on the worker or an
+            s3://bucket/key URI.
+        out_dir: Folder or s3:// prefix for the outputs. Empty: out/<chapter name>/ in
+            the worker's working directory.
+        voice: A built-in voice name, or a reference clip to clone (https URL, s3:// URI,
+            or a path on the workers' voices volume). Empty: the engine's default voice.
+        options: How to generate, check, join and deliver the audio.
     """
     settings, worker = NarratorSettings(), WorkerSettings()
     prepared = prepare_text(

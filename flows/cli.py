@@ -1,6 +1,8 @@
 """The `narrator` command.
 
     narrator run CHAPTER [--out DIR] [options]     narrate one chapter file
+    narrator endpoint                              a local RunPod-compatible endpoint
+    narrator stack                                 Prefect server, deployments and a worker
 
 Run options become the flow's parameters (`NarrationOptions`); --workers and --cache-dir
 override the matching NARRATOR_* settings for this run. Prefect is imported when a
@@ -280,6 +282,47 @@ def endpoint(
         highlight=False,
     )
     uvicorn.run(service.app, host="127.0.0.1", port=port, log_level="warning")
+
+
+@app.command()
+def stack(
+    port: Annotated[
+        int, typer.Option(help="Port of the Prefect server and UI on 127.0.0.1.")
+    ] = 4200,
+) -> None:
+    """Run the local operations stack until Ctrl-C: a Prefect server with its UI, the
+    `narrator` process work pool, the deployments in prefect.yaml (narrate-chapter and
+    nightly-batch), and a worker that runs them from this checkout.
+
+    The server keeps its database in PREFECT_HOME (~/.prefect); logs go to out/stack/.
+    """
+    import time
+
+    from flows import stack as ops
+    from gpu_worker.errors import NarratorError
+
+    err.print(f"starting the Prefect server on 127.0.0.1:{port}, then deploying prefect.yaml")
+    try:
+        running = ops.start(port=port)
+    except NarratorError as e:
+        _fail(str(e))
+    err.print(
+        f"[bold]Prefect UI:[/] {running.ui_url}\n"
+        f"  deployments: narrate-chapter (Run button), nightly-batch (02:00 daily)\n"
+        f"  from a shell: PREFECT_API_URL={running.api_url} .venv/bin/prefect deployment run "
+        "narrate-chapter/narrate-chapter -p source=samples/the-keeper-of-lantern-rock.md\n"
+        f"  logs: {running.log_dir}/\n"
+        "Ctrl-C stops the worker and the server.",
+        highlight=False,
+    )
+    try:
+        while all(p.poll() is None for p in running.processes):
+            time.sleep(1)
+        _fail(f"a stack process exited; see {running.log_dir}/")
+    except KeyboardInterrupt:
+        err.print("stopping")
+    finally:
+        running.stop()
 
 
 def _quiet_console() -> None:

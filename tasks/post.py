@@ -259,7 +259,8 @@ def summary(
         f"true peak {check.true_peak_dbtp:.1f} dBTP ({'meets' if check.loudness_ok else 'misses'}"
         " the target)",
         f"- **Chunks**: {len(records)}, {sum(r['cache_hit'] for r in records)} from cache, "
-        f"{sum(r['retries'] for r in records if not r['cache_hit'])} extra rounds",
+        f"{sum(r['retries'] for r in records if not r['cache_hit'])} extra rounds on the "
+        f"worker, {sum(max(0, r['attempts'] - 1) for r in records)} task retries",
         f"- **Below threshold**: {low or 'none'}",
         "- **Whole-chapter check**: "
         + (
@@ -288,7 +289,8 @@ def publish_artifacts(stem: str, records: list[dict[str, Any]], summary_markdown
                 "text": r["display"][:60],
                 "best score": r["best_score"],
                 "scores": ", ".join(f"{s:g}" for s in r["scores"]),
-                "retries": r["retries"],
+                "extra rounds": r["retries"],
+                "task retries": max(0, r["attempts"] - 1),
                 "cache hit": r["cache_hit"],
                 "seconds": round(r["end"] - r["start"], 2),
             }

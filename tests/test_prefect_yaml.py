@@ -2,22 +2,35 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
+from prefect.utilities.schema_tools import validate
 
 ROOT = Path(__file__).parent.parent
+DEPLOYMENTS = {
+    d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+}
+REQUIRED = {"narrate-chapter": ["source"], "nightly-batch": ["source", "out_dir"]}
 
 
-def test_every_deployment_entrypoint_loads_with_a_parameter_schema() -> None:
-    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    deployments = {d["name"]: d for d in config["deployments"]}
-    assert "narrate-chapter" in deployments
-    for deployment in deployments.values():
-        flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
-        schema = parameter_schema(flow.fn).model_dump()
-        assert deployment["enforce_parameter_schema"] is True
-        assert "source" in schema["properties"]
-        assert schema["required"] == ["source"]
-        options = schema["definitions"]["NarrationOptions"]["properties"]
-        assert {"generation", "chunking", "audio", "on_low_score"} <= set(options)
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_each_deployment_has_a_described_enforced_schema(name: str) -> None:
+    deployment = DEPLOYMENTS[name]
+    flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
+    schema = parameter_schema(flow.fn).model_dump()
+    assert deployment["enforce_parameter_schema"] is True
+    assert schema["required"] == REQUIRED[name]
+    # The UI shows these under each field; they come from the flow's docstring.
+    assert all(p.get("description") for p in schema["properties"].values())
+    options = schema["definitions"]["NarrationOptions"]["properties"]
+    assert {"generation", "chunking", "audio", "on_low_score"} <= set(options)
+    # The deployment's own defaults must pass the schema (a run supplies the rest).
+    validate(deployment.get("parameters", {}), schema, raise_on_error=True, ignore_required=True)
+
+
+def test_the_nightly_batch_runs_at_two_on_a_cron_schedule() -> None:
+    (schedule,) = DEPLOYMENTS["nightly-batch"]["schedules"]
+    assert schedule["cron"] == "0 2 * * *"
+    assert schedule["timezone"] == "{{ $NARRATOR_TIMEZONE }}"
