@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAMPLE := samples/the-keeper-of-lantern-rock.md
 
-.PHONY: sample test lint setup clean
+.PHONY: sample test lint setup stack clean
 
 $(BIN)/narrator: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,12 @@ setup: $(BIN)/narrator
 sample: setup  ## install, then narrate the bundled sample chapter into out/
 	$(BIN)/narrator run $(SAMPLE)
 
+stack: setup  ## Prefect server + UI, work pool, deployments and a worker, until Ctrl-C
+	$(BIN)/narrator stack
+
 lint: setup
-	$(BIN)/ruff check flows tasks gpu_worker tests bench eval
-	$(BIN)/ruff format --check flows tasks gpu_worker tests bench eval
+	$(BIN)/ruff check flows tasks gpu_worker tests bench eval deployments
+	$(BIN)/ruff format --check flows tasks gpu_worker tests bench eval deployments
 	$(BIN)/mypy
 
 test: lint  ## install, lint, type-check, then run the whole test suite

@@ -120,7 +120,8 @@ def list_sources(location: str, pattern: str, endpoint_url: str | None = None) -
 
 class OutputDir:
     def __init__(self, final: str, endpoint_url: str | None = None) -> None:
-        self.final = final
+        # Local folders are kept absolute: runs from the UI happen in a worker's directory.
+        self.final = final if is_s3(final) else str(Path(final).absolute())
         self.endpoint_url = endpoint_url
         if is_s3(final):
             split_s3(final)

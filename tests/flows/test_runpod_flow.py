@@ -1,6 +1,7 @@
 """backend=runpod against the local RunPod-compatible endpoint gives the same chapter as
 backend=local: same seeds, same chunk audio."""
 
+import itertools
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -55,3 +56,48 @@ def test_runpod_and_local_backends_make_the_same_chapter(
     assert Path(remote.audio).read_bytes() == Path(local.audio).read_bytes()
     for output in (remote.metadata, remote.segments, remote.subtitles):
         assert "flow-key" not in Path(output).read_text()  # the API key is never written out
+
+
+def test_the_endpoint_limit_caps_jobs_in_flight_for_every_run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    worker: Worker,
+    serve: Callable[[Any], str],
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    # Two worker slots on the endpoint, but the Prefect limit allows one job at a time.
+    endpoint = Endpoint(
+        EndpointConfig(api_key="k"),
+        [partial(handle, worker=worker), partial(handle, worker=worker)],
+    )
+    base = serve(endpoint.app)
+    source = tmp_path / "two-roads.md"
+    source.write_text(CHAPTER)
+    for name, value in {
+        "BACKEND": "runpod",
+        "RUNPOD_ENDPOINT_ID": "local",
+        "RUNPOD_BASE_URL": f"{base}/v2",
+        "RUNPOD_API_KEY": "k",
+        "RUNPOD_CONCURRENCY": "1",
+        "ENDPOINT_LIMIT": "test-endpoint",
+        "CACHE_DIR": str(tmp_path / "cache"),
+    }.items():
+        monkeypatch.setenv(f"NARRATOR_{name}", value)
+    options = NarrationOptions(generation=GenerationParams(n_candidates=1, max_retries=0))
+
+    result = narrate_chapter(str(source), str(tmp_path / "out"), None, options)
+
+    jobs = sorted(endpoint.jobs.values(), key=lambda j: j.created)
+    assert len(jobs) == result.chunks > 2
+    for earlier, later in itertools.pairwise(jobs):
+        assert earlier.finished is not None and earlier.finished <= later.created
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name("test-endpoint")
+        assert (limit.limit, limit.active_slots) == (1, 0)  # created at flow start, all released
+
+    # Resizing is idempotent: the next run with another setting updates the same limit.
+    monkeypatch.setenv("NARRATOR_RUNPOD_CONCURRENCY", "4")
+    narrate_chapter(str(source), str(tmp_path / "out"), None, options)
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name("test-endpoint").limit == 4
