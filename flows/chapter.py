@@ -225,6 +225,8 @@ def generate(
     task = generate_chunk.with_options(
         result_storage=result_storage(settings.cache_dir, settings.s3_endpoint_url),
         refresh_cache=options.refresh_cache,
+        retries=settings.chunk_retries,
+        retry_delay_seconds=list(settings.chunk_retry_delays),
     )
     futures = task.map(jobs, unmapped(backend))
     tracker = cast(

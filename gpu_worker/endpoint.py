@@ -33,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, SecretStr
 
+from gpu_worker.faults import OOM_MESSAGE, PERMANENT_MESSAGE, FaultDrill, FaultProfile, corrupt
 from gpu_worker.generate import Worker
 from gpu_worker.handler import handle
 from gpu_worker.settings import WorkerSettings
@@ -49,6 +50,7 @@ class EndpointConfig(BaseModel):
     run_retention_s: float = 30 * 60
     runsync_retention_s: float = 60
     execution_timeout_s: float = 600.0
+    faults: FaultProfile = Field(default_factory=FaultProfile, description="A fault drill.")
 
 
 @dataclass
@@ -100,8 +102,10 @@ class Endpoint:
         self.counts = {"completed": 0, "failed": 0, "retried": 0}
         self.faults: list[tuple[int, float | None]] = []  # answers to give before serving
         self.requests = 0
-        self.app = self._routes(FastAPI(title="narrator local RunPod endpoint"))
-        self.app.router.on_startup.append(self._start)
+        self.drill = FaultDrill(config.faults)
+        api = self._routes(FastAPI(title="narrator local RunPod endpoint"))
+        api.router.on_startup.append(self._start)
+        self.app = _HttpFaults(api, self)
 
     async def _start(self) -> None:
         for handler in self.handlers:
@@ -116,20 +120,43 @@ class Endpoint:
                 continue  # cancelled while queued
             job.status, job.started = "IN_PROGRESS", time.monotonic()
             self.busy += 1
-            work = loop.run_in_executor(executor, handler, {"id": job.id, "input": job.input})
-            result: Any
+            fault = self.drill.job_fault(job.input)
             try:
-                result = await asyncio.wait_for(asyncio.shield(work), job.timeout_s)
-            except TimeoutError:
-                job.finish(
-                    "TIMED_OUT", error=f"job exceeded its {job.timeout_s:g} s execution timeout"
-                )
-                (result,) = await asyncio.gather(work, return_exceptions=True)  # slot stays busy
-            except Exception as e:  # the handler raised instead of returning {"error": ...}
-                result = {"error": f"{type(e).__name__}: {e}"}
+                if fault == "hang":  # a worker that never answers: TIMED_OUT unless cancelled
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(job.done.wait(), job.timeout_s)
+                    job.finish("TIMED_OUT", error=f"job exceeded its {job.timeout_s:g} s timeout")
+                    continue
+                if fault in ("oom", "permanent"):
+                    self._settle(
+                        job, {"error": OOM_MESSAGE if fault == "oom" else PERMANENT_MESSAGE}
+                    )
+                    continue
+                if fault == "slow":
+                    await asyncio.sleep(self.drill.profile.slow_seconds)
+                result = await self._execute(job, handler, executor, loop)
             finally:
                 self.busy -= 1
+            if fault == "corrupt" and isinstance(result, dict) and "error" not in result:
+                result = corrupt(result)
             self._settle(job, result)
+
+    async def _execute(
+        self,
+        job: Job,
+        handler: Handler,
+        executor: ThreadPoolExecutor,
+        loop: asyncio.AbstractEventLoop,
+    ) -> Any:
+        work = loop.run_in_executor(executor, handler, {"id": job.id, "input": job.input})
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), job.timeout_s)
+        except TimeoutError:
+            job.finish("TIMED_OUT", error=f"job exceeded its {job.timeout_s:g} s execution timeout")
+            (result,) = await asyncio.gather(work, return_exceptions=True)  # slot stays busy
+            return result
+        except Exception as e:  # the handler raised instead of returning {"error": ...}
+            return {"error": f"{type(e).__name__}: {e}"}
 
     def _settle(self, job: Job, result: Any) -> None:
         if isinstance(result, BaseException):
@@ -142,6 +169,10 @@ class Endpoint:
             if job.status not in FINAL:
                 self.counts["completed"] += 1
             job.finish("COMPLETED", output=result)
+
+    def drill_faults(self, profile: FaultProfile) -> None:
+        """Start a new fault drill (FaultProfile() ends it); counts start again."""
+        self.drill = FaultDrill(profile)
 
     def inject(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
         """Answer the next `times` authorised requests with `status` (a fault drill)."""
@@ -268,6 +299,30 @@ def with_workers(config: EndpointConfig, settings: WorkerSettings, workers: int)
     return Endpoint(
         config, [partial(handle, worker=w, keep_audio=settings.keep_audio_dir) for w in loaded]
     )
+
+
+class _HttpFaults:
+    """ASGI wrapper that answers a drill's share of requests with an HTTP fault, or drops
+    their connection: it promises a body and hangs up after one byte."""
+
+    def __init__(self, app: Any, endpoint: "Endpoint") -> None:
+        self.app, self.endpoint = app, endpoint
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        drill = self.endpoint.drill
+        fault = drill.http_fault() if scope["type"] == "http" else None
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        if fault == "drop":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", b"1000")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": b"{", "more_body": False})
+            return
+        status = 429 if fault == "throttle" else int(fault.removeprefix("http_"))
+        headers = {"retry-after": f"{drill.profile.retry_after:g}"} if status == 429 else {}
+        response = JSONResponse({"error": f"injected fault: HTTP {status}"}, status, headers)
+        await response(scope, receive, send)
 
 
 class _Refusal(Exception):

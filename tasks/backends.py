@@ -7,9 +7,12 @@
 
 import asyncio
 import contextlib
+import logging
 import queue
 import random
 import threading
+import time
+from collections.abc import AsyncIterator
 from typing import Any, Protocol, cast
 
 import httpx
@@ -92,6 +95,64 @@ class LocalBackend:
         return self._idle.get()
 
 
+log = logging.getLogger("narrator.runpod")
+
+
+class AdaptiveLimit:
+    """How many jobs may be in flight on the endpoint, adapted to its answers (AIMD).
+
+    The window starts at `ceiling`. A throttled answer (HTTP 429) halves it, at most once
+    per `cooldown` seconds (one burst of 429s is one signal); every finished job adds
+    1/window, so a full window of successes adds one. Never below 1 nor above `ceiling`.
+    `history` records (seconds since start, window) at every whole-number change.
+    """
+
+    def __init__(self, ceiling: int, cooldown: float = 1.0) -> None:
+        self.ceiling, self.cooldown = ceiling, cooldown
+        self.window = float(ceiling)
+        self.in_flight = 0
+        self.history: list[tuple[float, int]] = [(0.0, ceiling)]
+        self._started = time.monotonic()
+        self._last_cut = -cooldown
+        self._changed: asyncio.Condition | None = None  # made on the event loop's thread
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < int(self.window))
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.in_flight -= 1
+                self._changed.notify_all()
+
+    def throttled(self) -> None:
+        now = time.monotonic() - self._started
+        if now - self._last_cut < self.cooldown:
+            return
+        self._last_cut = now
+        before = int(self.window)
+        self.window = max(1.0, self.window / 2)
+        self._record(now, before, "throttled (HTTP 429)")
+
+    async def succeeded(self) -> None:
+        before = int(self.window)
+        self.window = min(float(self.ceiling), self.window + 1 / self.window)
+        self._record(time.monotonic() - self._started, before, "recovering")
+        if self._changed is not None and int(self.window) > before:
+            async with self._changed:
+                self._changed.notify_all()
+
+    def _record(self, now: float, before: int, why: str) -> None:
+        if int(self.window) != before:
+            self.history.append((round(now, 3), int(self.window)))
+            log.warning("%s: jobs in flight %d -> %d", why, before, int(self.window))
+
+
 class RunPodBackend:
     """Generates chunks on a RunPod serverless endpoint: /run, then /status until done.
 
@@ -100,7 +161,8 @@ class RunPodBackend:
     plain-http failures. This is a small async httpx client on the documented REST API
     instead. It runs on one event loop of its own (one connection pool; every chunk's
     polling multiplexed), behind the same blocking `generate` the tasks call. At most
-    `runpod_concurrency` jobs are in flight. 429s and 5xxs are retried here with backoff
+    `runpod_concurrency` jobs are in flight, fewer while the endpoint throttles
+    (AdaptiveLimit). 429s and 5xxs are retried here with backoff
     and jitter, honouring Retry-After; what still fails is classified: TransientError (5xx,
     429, timeouts, connection errors, TIMED_OUT, a worker out of memory) or PermanentError
     (refused key, bad request, a FAILED job's own error, undecodable output). A job whose
@@ -120,18 +182,18 @@ class RunPodBackend:
         self._key = api_key
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, name="runpod-client", daemon=True).start()
-        self._client, self._slots = self._call(self._open())
+        self._client, self.limit = self._call(self._open())
         self.jobs_submitted = 0
         self.in_flight: set[str] = set()
 
-    async def _open(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    async def _open(self) -> tuple[httpx.AsyncClient, AdaptiveLimit]:
         limit = self.settings.runpod_concurrency
         client = httpx.AsyncClient(
             headers={"authorization": f"Bearer {self._key}"},
             timeout=httpx.Timeout(30.0),
             limits=httpx.Limits(max_connections=limit + 8, max_keepalive_connections=limit + 8),
         )
-        return client, asyncio.Semaphore(limit)
+        return client, AdaptiveLimit(limit)
 
     def _call(self, coroutine: Any) -> Any:
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -165,7 +227,7 @@ class RunPodBackend:
             return cast(GenerateResult, self._call(self._generate(request)))
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
-        async with self._slots:
+        async with self.limit.slot():
             job = await self._request(
                 "POST",
                 "/run",
@@ -189,6 +251,8 @@ class RunPodBackend:
                 raise
             finally:
                 self.in_flight.discard(job["id"])
+            if status.get("status") == "COMPLETED":
+                await self.limit.succeeded()
         return _result(job["id"], status)
 
     async def _wait(self, job_id: str) -> dict[str, Any]:
@@ -227,6 +291,8 @@ class RunPodBackend:
                     body: dict[str, Any] = response.json()
                     return body
                 _refuse_permanently(response, path)
+                if response.status_code == 429:
+                    self.limit.throttled()
                 failure = f"HTTP {response.status_code} from {path}: {response.text[:200]}"
                 wait = _retry_after(response)
             await asyncio.sleep(wait if wait is not None else _backoff(attempt))

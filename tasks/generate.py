@@ -85,14 +85,15 @@ def plan_jobs(texts: list[str], template: GenerateRequest, backend: Backend) -> 
 
 
 def to_chunk_audio(result: GenerateResult, attempts: int, seconds: float) -> ChunkAudio:
-    """Decode and check a backend's result; audio that does not decode is a permanent error."""
+    """Decode and check a backend's result. Audio that does not decode is a transient error:
+    a take garbled on its way back is asked for again."""
     try:
         wav = base64.b64decode(result.audio_base64, validate=True)
-    except ValueError as e:
-        raise PermanentError(f"backend returned audio that is not base64: {e}") from e
-    samples, rate = decode_wav(wav, "backend audio")
+        samples, rate = decode_wav(wav, "backend audio")
+    except (ValueError, PermanentError) as e:
+        raise TransientError(f"backend returned corrupt audio ({e}); asking again") from e
     if samples.size == 0:
-        raise PermanentError("backend returned empty audio")
+        raise TransientError("backend returned empty audio; asking again")
     return ChunkAudio(
         wav=wav,
         sample_rate=rate,
@@ -129,8 +130,8 @@ def _job_key(context: Any, parameters: dict[str, Any]) -> str:
     task_run_name="chunk-{job.index:04d}",
     cache_key_fn=_job_key,
     persist_result=True,
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
+    retries=4,  # flows set retries and delays from NarratorSettings (chunk_retries)
+    retry_delay_seconds=[2, 10, 30, 60],
     retry_jitter_factor=0.5,
     retry_condition_fn=is_transient,
 )

@@ -46,6 +46,19 @@ class NarratorSettings(BaseSettings):
         description="What a GPU worker costs per hour, for the run summary's "
         "estimate (RunPod serverless, 24 GB class, 2026).",
     )
+    chunk_retries: int = Field(
+        4,
+        ge=0,
+        le=20,
+        description="Times a chunk is retried after a transient failure (throttling, a "
+        "5xx, a timeout, a worker out of memory, corrupt audio) before it counts as failed.",
+    )
+    chunk_retry_delays: tuple[float, ...] = Field(
+        (2.0, 10.0, 30.0, 60.0),
+        min_length=1,
+        description="Seconds before each retry (the last repeats), each "
+        "varied by up to ±50 % so retries do not arrive together.",
+    )
     local_workers: int = Field(
         2,
         ge=1,

@@ -48,14 +48,14 @@ def test_plan_jobs_keys_each_chunk(worker: Worker) -> None:
     assert jobs[0].cache_key == jobs[2].cache_key != jobs[1].cache_key
 
 
-def test_results_are_decoded_and_checked(worker: Worker) -> None:
+def test_results_are_decoded_and_corrupt_audio_is_asked_for_again(worker: Worker) -> None:
     result = worker.generate(REQUEST)
     audio = to_chunk_audio(result, attempts=1, seconds=0.5)
     assert audio.sample_rate == 24000 and audio.duration_seconds > 1
-    with pytest.raises(PermanentError, match="not base64"):
+    with pytest.raises(TransientError, match=r"corrupt audio.*base64"):
         to_chunk_audio(result.model_copy(update={"audio_base64": "***"}), 1, 0.1)
     junk = base64.b64encode(b"not a wav file").decode()
-    with pytest.raises(PermanentError, match="not decodable"):
+    with pytest.raises(TransientError, match=r"corrupt audio.*not decodable"):
         to_chunk_audio(result.model_copy(update={"audio_base64": junk}), 1, 0.1)
 
 
