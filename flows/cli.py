@@ -257,6 +257,16 @@ def endpoint(
             show_default=False,
         ),
     ] = None,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help="A fault drill, as JSON: e.g. '{\"rate\": 0.2}' for 20 % faults of every "
+            'kind, \'{"rate": 1, "kinds": ["throttle"]}\' for sustained 429s. Fields: '
+            "rate, kinds, retry_after, slow_seconds, permanent_texts, seed "
+            "(gpu_worker/faults.py).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve a local RunPod-compatible endpoint around the real worker handler.
 
@@ -269,13 +279,20 @@ def endpoint(
     import uvicorn
 
     from gpu_worker.endpoint import EndpointConfig, with_workers
+    from gpu_worker.faults import FaultProfile
     from gpu_worker.settings import WorkerSettings
 
+    try:
+        drill = FaultProfile.model_validate_json(faults) if faults else FaultProfile()
+    except ValidationError as e:
+        _fail(f"--faults: {explain(e)}")
     key = api_key or secrets.token_urlsafe(24)
-    config = EndpointConfig(endpoint_id=endpoint_id, api_key=key)
+    config = EndpointConfig(endpoint_id=endpoint_id, api_key=key, faults=drill)
     service = with_workers(config, WorkerSettings(), workers)
     err.print(
-        f"[bold]local RunPod endpoint[/] with {workers} workers. Point narrator at it:\n"
+        f"[bold]local RunPod endpoint[/] with {workers} workers"
+        + (f", fault drill {drill.model_dump_json()}" if faults else "")
+        + ". Point narrator at it:\n"
         f"  export NARRATOR_BACKEND=runpod NARRATOR_RUNPOD_ENDPOINT_ID={endpoint_id} "
         f"NARRATOR_RUNPOD_BASE_URL=http://127.0.0.1:{port}/v2"
         + ("" if api_key else f" NARRATOR_RUNPOD_API_KEY={key}"),

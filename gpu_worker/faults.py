@@ -26,10 +26,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-HttpFault = Literal["http_500", "http_502", "http_503", "throttle", "drop"]
-JobFault = Literal["hang", "oom", "corrupt", "slow"]
-HTTP_FAULTS: tuple[HttpFault, ...] = ("http_500", "http_502", "http_503", "throttle", "drop")
-JOB_FAULTS: tuple[JobFault, ...] = ("hang", "oom", "corrupt", "slow")
+Kind = Literal[
+    "http_500", "http_502", "http_503", "throttle", "drop", "hang", "oom", "corrupt", "slow"
+]
+HTTP_FAULTS: tuple[Kind, ...] = ("http_500", "http_502", "http_503", "throttle", "drop")
+JOB_FAULTS: tuple[Kind, ...] = ("hang", "oom", "corrupt", "slow")
 OOM_MESSAGE = "RuntimeError: CUDA error: out of memory (injected fault)"
 PERMANENT_MESSAGE = "ValueError: the worker cannot read this input (injected permanent fault)"
 
@@ -40,7 +41,7 @@ class FaultProfile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rate: float = Field(0.0, ge=0.0, le=1.0, description="Share of requests and of jobs faulted.")
-    kinds: list[HttpFault | JobFault] = Field(
+    kinds: list[Kind] = Field(
         default_factory=lambda: [*HTTP_FAULTS, *JOB_FAULTS],
         description="Which faults to draw from (default: all of them).",
     )

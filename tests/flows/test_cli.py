@@ -120,3 +120,17 @@ def test_out_of_range_numbers_are_refused_by_the_parser(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "Invalid value for '--candidates'" in result.output
     assert "greater than or equal to 1" in result.output
+
+
+@pytest.mark.parametrize(
+    ("faults", "message"),
+    [
+        ('{"rate": 2}', "rate: Input should be less than or equal to 1 (got 2)"),
+        ('{"kinds": ["gremlins"]}', "kinds.0: Input should be 'http_500'"),
+        ('{"rate": ', "Invalid JSON"),
+    ],
+)
+def test_a_bad_fault_drill_is_refused_with_the_field_named(faults: str, message: str) -> None:
+    result = runner.invoke(app, ["endpoint", "--faults", faults], env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    assert result.output.startswith("narrator: --faults: ") and message in result.output

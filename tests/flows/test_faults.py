@@ -1,7 +1,12 @@
 """Chapters survive an endpoint that misbehaves: the local RunPod-compatible endpoint runs
 a fault drill (gpu_worker/faults.py) and the flow must lose nothing and change nothing."""
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -103,3 +108,34 @@ def test_permanent_faults_fail_exactly_their_chunks_and_a_rerun_makes_only_those
     result = narrate_chapter(str(source), str(tmp_path / "out"), None, OPTIONS)
     assert endpoint.counts["completed"] - before == 3
     assert result.cache_hits == 7 and Path(result.audio).is_file()
+
+
+def test_a_killed_run_loses_nothing_and_the_rerun_sends_only_unfinished_chunks(
+    endpoint: Endpoint, tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    source = tmp_path / "killed.md"
+    lines = [f"The {WORDS[i % 10]} and the {WORDS[i // 10]} waited there." for i in range(12)]
+    source.write_text("\n\n".join(lines) + "\n")
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    command = [sys.executable, "-m", "flows.cli", "run", str(source), "--out", str(out),
+               "-n", "1", "--max-retries", "0", "--no-validate", "--formats", "",
+               "--target-chars", "40", "--max-chars", "80", "--seed", "5"]  # fmt: skip
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while endpoint.counts["completed"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = time.monotonic()
+    saved = len([p for p in cache.iterdir() if p.is_file()])
+    assert 0 < saved < 12  # killed mid-generation, with some chunks already safe
+    assert not list(out.glob("*.wav")) and not (out / "metadata.json").exists()
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"12 ({saved} from cache)" in done.stdout
+    sent_after = [job for job in endpoint.jobs.values() if job.created > killed_at]
+    assert len(sent_after) == 12 - saved

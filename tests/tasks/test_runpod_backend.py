@@ -1,8 +1,10 @@
 """RunPodBackend against the local RunPod-compatible endpoint (real HTTP, real handler)."""
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -11,6 +13,7 @@ from pydantic import SecretStr
 
 from gpu_worker.endpoint import Endpoint, EndpointConfig
 from gpu_worker.errors import InputError, PermanentError, TransientError
+from gpu_worker.faults import FaultProfile
 from gpu_worker.generate import Worker
 from gpu_worker.handler import handle
 from gpu_worker.schema import GenerateRequest
@@ -138,3 +141,41 @@ def test_cancel_all_stops_the_jobs_in_flight(
     thread.join(timeout=30)
     assert [job.status for job in endpoint.jobs.values()] == ["CANCELLED"]
     assert isinstance(outcome[0], TransientError) and "CANCELLED" in str(outcome[0])
+
+
+def test_sustained_throttling_lowers_jobs_in_flight_and_it_recovers_after(
+    worker: Worker, serve: Callable[[Any], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Four endpoint slots that answer with one real, recorded result (the GPU fleet's stand-in).
+    recorded = handle({"id": "recorded", "input": REQUEST.model_dump(mode="json")}, worker=worker)
+
+    def answer(job: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.05)
+        return recorded
+
+    endpoint = Endpoint(EndpointConfig(api_key=KEY), [answer] * 4)
+    endpoint.drill_faults(FaultProfile(rate=1.0, kinds=["throttle"], retry_after=0.05))
+    settings = NarratorSettings(
+        endpoint_limit="",
+        backend="runpod",
+        runpod_endpoint_id="local",
+        runpod_base_url=f"{serve(endpoint.app)}/v2",
+        runpod_concurrency=4,
+    )
+    backend = RunPodBackend(settings, KEY, WorkerSettings())
+    backend.attempts = 1000  # this drill is about flow control, not giving up
+    caplog.set_level(logging.WARNING, logger="narrator.runpod")
+    with ThreadPoolExecutor(40) as pool:
+        results = [pool.submit(backend.generate, REQUEST) for _ in range(40)]
+        time.sleep(2.5)  # seconds of nothing but 429s
+        throttling = endpoint.drill
+        endpoint.drill_faults(FaultProfile())
+        assert all(r.result(timeout=60).passed for r in results)
+
+    windows = [window for _, window in backend.limit.history]
+    lowest = windows.index(1)
+    assert windows[: lowest + 1] == [4, 2, 1]  # halved while throttled
+    assert windows[lowest:] == [1, 2, 3, 4]  # one more per window of successes, up to 4
+    assert "throttled (HTTP 429): jobs in flight 4 -> 2" in caplog.text
+    assert "recovering: jobs in flight 3 -> 4" in caplog.text
+    assert throttling.injected["throttle"] > 10

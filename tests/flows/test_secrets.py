@@ -1,0 +1,76 @@
+"""Secrets stay secret: a planted RunPod key and AWS secret never show up in anything a
+run leaves behind, whether it succeeds or fails."""
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from prefect.client.orchestration import get_client
+
+from flows.chapter import NarrationOptions, narrate_chapter
+from gpu_worker.endpoint import Endpoint, EndpointConfig
+from gpu_worker.errors import PermanentError
+from gpu_worker.faults import FaultProfile
+from gpu_worker.generate import Worker
+from gpu_worker.handler import handle
+from gpu_worker.schema import GenerationParams
+
+RUNPOD_KEY = "rp_PLANTED_runpod_key_4f1c9e7a2b"
+AWS_SECRET = "aws_PLANTED_secret_8d3b6a0f5e"
+OPTIONS = NarrationOptions(
+    generation=GenerationParams(n_candidates=1), validate_chapter=False, formats=[]
+)
+CHAPTER = "# Keys\n\nThe keeper kept the keys on a hook. Nobody else touched them.\n"
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_planted_key_appears_in_no_log_artifact_output_parameter_or_error(
+    s3: str,
+    worker: Worker,
+    serve: Callable[[Any], str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    endpoint = Endpoint(EndpointConfig(api_key=RUNPOD_KEY), [partial(handle, worker=worker)])
+    base = serve(endpoint.app)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)  # moto accepts any secret
+    client = boto3.client("s3", endpoint_url=s3)
+    client.create_bucket(Bucket="books")
+    client.put_object(Bucket="books", Key="ch/keys.md", Body=CHAPTER.encode())
+    for name, value in {
+        "BACKEND": "runpod",
+        "RUNPOD_ENDPOINT_ID": "local",
+        "RUNPOD_BASE_URL": f"{base}/v2",
+        "RUNPOD_API_KEY": RUNPOD_KEY,
+        "S3_ENDPOINT_URL": s3,
+        "CACHE_DIR": "s3://books/cache",
+        "ENDPOINT_LIMIT": "",
+    }.items():
+        monkeypatch.setenv(f"NARRATOR_{name}", value)
+
+    result = narrate_chapter("s3://books/ch/keys.md", "s3://books/audio", None, OPTIONS)
+    endpoint.drill_faults(FaultProfile(permanent_texts=["keeper"]))
+    with pytest.raises(PermanentError) as failure:
+        narrate_chapter("s3://books/ch/keys.md", "s3://books/failed", None, OPTIONS.model_copy(
+            update={"refresh_cache": True}))  # fmt: skip
+
+    seen: list[tuple[str, str]] = [("exception", str(failure.value)), ("result", repr(result))]
+    for listing in client.list_objects_v2(Bucket="books")["Contents"]:
+        body = client.get_object(Bucket="books", Key=listing["Key"])["Body"].read()
+        seen.append((f"s3://books/{listing['Key']}", body.decode("latin-1")))
+    with get_client(sync_client=True) as prefect:
+        for run in prefect.read_flow_runs():
+            seen.append((f"run {run.name} parameters", repr(run.parameters)))
+            seen.append((f"run {run.name} state", repr(run.state)))
+        seen += [("log", entry.message) for entry in prefect.read_logs()]
+        seen += [(f"artifact {a.key}", repr(a.data)) for a in prefect.read_artifacts()]
+        for document in prefect.read_block_documents(include_secrets=True):
+            seen.append((f"block {document.name}", repr(document.data)))
+    assert len(seen) > 20 and any(
+        where.startswith("block narrator-chunk-cache") for where, _ in seen
+    )
+    leaks = [where for where, text in seen if RUNPOD_KEY in text or AWS_SECRET in text]
+    assert leaks == []
