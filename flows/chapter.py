@@ -190,10 +190,11 @@ def narrate_chapter(
     template = GenerateRequest(text=".", **voice_fields(voice), **options.generation.model_dump())
     jobs = plan_jobs([c.text for c in prepared.chunks], template, backend)
     stem = output_stem(source)
-    outcomes = generate(jobs, backend, settings, options, stem)
+    # before any chunk is generated, so an unusable output location costs nothing
     output = OutputDir(out_dir or str(Path("out") / stem), settings.s3_endpoint_url)
-    run = Run(source, voice, options, settings, worker, backend, output, stem)
     try:
+        outcomes = generate(jobs, backend, settings, options, stem)
+        run = Run(source, voice, options, settings, worker, backend, output, stem)
         result = assemble(prepared, outcomes, run)
     except BaseException:
         output.discard()

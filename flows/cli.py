@@ -343,13 +343,23 @@ def stack(
 
 
 def _quiet_console() -> None:
-    """Keep Prefect's console output to warnings; its API log handler still gets everything."""
+    """Keep Prefect's console output to warnings, without the tracebacks of our own errors
+    (the command prints those as one line); its API log handler still gets everything."""
     from prefect.logging.handlers import PrefectConsoleHandler
+
+    from gpu_worker.errors import NarratorError
+
+    def unexplained(record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], NarratorError):
+            return False
+        # a failed task's closing line: the command says which chunk or step failed and why
+        return not record.getMessage().startswith("Finished in state Failed")
 
     for logger in (logging.getLogger(), *map(logging.getLogger, ("uvicorn", "fastapi"))):
         for handler in logger.handlers:
             if isinstance(handler, PrefectConsoleHandler):
                 handler.setLevel(logging.WARNING)
+                handler.addFilter(unexplained)
 
 
 def _options(**fields: Any) -> Any:

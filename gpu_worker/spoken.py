@@ -211,11 +211,24 @@ def _unicode(text: str) -> str:
         category = unicodedata.category(c)
         if category == "Cc":
             kept.append(" ")
-        elif (category == "So" and c != "°") or category in ("Cf", "Co", "Cs", "Cn"):
-            continue  # emoji, pictographs, private use: nothing to say
+        elif (category == "So" and c != "°") or category in ("Sk", "Cf", "Co", "Cs", "Cn"):
+            continue  # emoji, skin tones, pictographs, private use: nothing to say
+        elif category.startswith("L") and not c.isascii():
+            kept.append(_letter(c))
         else:
             kept.append(c)
     return "".join(kept)
+
+
+def _letter(c: str) -> str:
+    """A non-ASCII letter: Latin kept (é, ß), Greek said by name (π → " pi "), any other
+    script left out: the engines read English and would garble it."""
+    name = unicodedata.name(c, "")
+    if name.startswith("LATIN"):
+        return c
+    if name.startswith("GREEK") and " LETTER " in name:
+        return f" {name.rsplit(' ', 1)[-1].lower()} "
+    return ""
 
 
 def _say_address(text: str) -> str:
@@ -487,6 +500,7 @@ def verbalize(text: str) -> str:
     text = _unicode(text)
     for pattern, replace in RULES:
         text = pattern.sub(replace, text)
+    text = re.sub(r"\(\s*\)|\[\s*\]", "", text)  # brackets whose content was left out
     text = re.sub(r"\s+", " ", text)
     text = re.sub(r"\s+([,.;:!?)\]])", r"\1", text)
     text = re.sub(r"([(\[])\s+", r"\1", text)

@@ -65,7 +65,21 @@ class LocalBackend:
             self._idle.put(worker)
 
     def voice_fingerprint(self, audio_prompt_url: str) -> str:
-        return voices.fingerprint(audio_prompt_url, self.settings)
+        """The clip is checked here, before any chunk is generated: a clip that is not
+        usable, or an engine that cannot clone, fails the run at once."""
+        worker = self._acquire()
+        try:
+            engine = worker.engine
+            reference = voices.load_reference(audio_prompt_url, self.settings, engine.sample_rate)
+            if not engine.clones:
+                raise InputError(
+                    f"the {engine.name} engine has built-in voices only "
+                    f"({', '.join(engine.voices())}) and cannot clone {audio_prompt_url!r}; "
+                    "use NARRATOR_ENGINE=chatterbox or --backend runpod"
+                )
+            return reference.sha256
+        finally:
+            self._idle.put(worker)
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
         with self._lock:

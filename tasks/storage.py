@@ -12,12 +12,15 @@ or MinIO.
 An `OutputDir` stages every file of a run in a hidden local folder. Only after all of them
 are written and verified does `publish()` move them into place (a rename each, or an upload
 each), metadata.json last; a run that fails calls `discard()` and the previous run's
-outputs stay exactly as they were.
+outputs stay exactly as they were. A staging folder left by a killed run is removed by the
+next run that stages beside it.
 """
 
 import fnmatch
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -125,7 +128,7 @@ class OutputDir:
         self.endpoint_url = endpoint_url
         if is_s3(final):
             split_s3(final)
-            self.staging = Path(tempfile.mkdtemp(prefix="narrator-staging-"))
+            self.staging = _stage(Path(tempfile.gettempdir()), "narrator-staging-")
         else:
             folder = Path(final)
             try:
@@ -134,7 +137,7 @@ class OutputDir:
                 raise InputError(
                     f"{final}: exists and is not a directory; choose another --out"
                 ) from e
-            self.staging = Path(tempfile.mkdtemp(prefix=".narrator-staging-", dir=folder))
+            self.staging = _stage(folder, ".narrator-staging-")
         self._staged: list[str] = []
 
     def path(self, name: str) -> Path:
@@ -174,6 +177,31 @@ class OutputDir:
 
     def discard(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+_HOST = socket.gethostname()
+
+
+def _stage(folder: Path, prefix: str) -> Path:
+    """A new staging folder in `folder`, named after this host and process. Staging folders
+    there of processes that are gone (a run killed before it could discard its own) are
+    removed first."""
+    owner = re.compile(re.escape(f"{prefix}{_HOST}-") + r"(\d+)-")
+    for stale in folder.glob(f"{prefix}*"):
+        m = owner.match(stale.name)
+        if m and stale.is_dir() and not _alive(int(m[1])):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{_HOST}-{os.getpid()}-", dir=folder))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def result_storage(cache: str, endpoint_url: str | None) -> Path | str:

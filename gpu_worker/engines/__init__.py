@@ -13,6 +13,7 @@ class Engine(Protocol):
 
     name: str
     sample_rate: int
+    clones: bool  # speaks in the voice of a reference clip (audio_prompt_url)
 
     def voices(self) -> list[str]:
         """Voices this engine can speak with right now (no download needed)."""

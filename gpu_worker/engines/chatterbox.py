@@ -40,6 +40,7 @@ def token_budget(text: str) -> int:
 class ChatterboxEngine:
     name = "chatterbox"
     sample_rate = 24000
+    clones = True
 
     def __init__(self, model: Any, settings: WorkerSettings, weights: str) -> None:
         self.model = model

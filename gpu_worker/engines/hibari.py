@@ -14,6 +14,7 @@ from gpu_worker.schema import GenerateRequest
 class HibariEngine:
     name = "hibari"
     sample_rate = 24000
+    clones = False
 
     def __init__(self, threads: int = 1) -> None:
         from hibari.voices import DEFAULT

@@ -85,43 +85,6 @@ def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
     assert meta["options"]["generation"]["n_candidates"] == 1
 
 
-@pytest.mark.usefixtures("prefect_server")
-@pytest.mark.parametrize(
-    ("make", "args", "message"),
-    [
-        (None, [], "missing.md: no such file"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00", [], "looks like a binary file (NUL byte at byte offset 8)"),
-        (b"", [], "the file is empty"),
-        (CHAPTER.encode(), ["--on-low-score", "maybe"], "--on-low-score must be 'flag' or 'fail'"),
-        (CHAPTER.encode(), ["--target-chars", "500"], "min_chars < target_chars <= max_chars"),
-    ],
-)
-def test_bad_input_exits_non_zero_with_one_line(
-    tmp_path: Path, make: bytes | None, args: list[str], message: str
-) -> None:
-    chapter = tmp_path / "missing.md"
-    if make is not None:
-        chapter.write_bytes(make)
-    result = runner.invoke(
-        app,
-        ["run", str(chapter), "--out", str(tmp_path / "out"), *args],
-        env={"NARRATOR_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "300"},
-    )
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines[-1].startswith("narrator: ") and message in lines[-1], result.output
-    assert not (tmp_path / "out").exists()
-
-
-def test_out_of_range_numbers_are_refused_by_the_parser(tmp_path: Path) -> None:
-    result = runner.invoke(
-        app, ["run", str(tmp_path / "x.md"), "--candidates", "0"], env={"COLUMNS": "300"}
-    )
-    assert result.exit_code == 2
-    assert "Invalid value for '--candidates'" in result.output
-    assert "greater than or equal to 1" in result.output
-
-
 @pytest.mark.parametrize(
     ("faults", "message"),
     [

@@ -133,9 +133,11 @@ def test_a_killed_run_loses_nothing_and_the_rerun_sends_only_unfinished_chunks(
     saved = len([p for p in cache.iterdir() if p.is_file()])
     assert 0 < saved < 12  # killed mid-generation, with some chunks already safe
     assert not list(out.glob("*.wav")) and not (out / "metadata.json").exists()
+    assert len(list(out.glob(".narrator-staging-*"))) == 1  # the killed run's, left behind
 
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"12 ({saved} from cache)" in done.stdout
     sent_after = [job for job in endpoint.jobs.values() if job.created > killed_at]
     assert len(sent_after) == 12 - saved
+    assert not list(out.glob(".narrator-staging-*"))  # the rerun swept the stale one away

@@ -1,3 +1,7 @@
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +39,17 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("x")
     with pytest.raises(InputError, match="not a directory"):
         OutputDir(str(tmp_path / "taken"))
+
+
+def test_staging_left_by_a_dead_process_is_swept_and_a_live_ones_kept(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    stale = tmp_path / f".narrator-staging-{host}-{gone.pid}-abc123"
+    live = tmp_path / f".narrator-staging-{host}-{os.getppid()}-def456"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "chapter.wav").write_bytes(b"half")
+    out = OutputDir(str(tmp_path))
+    assert not stale.exists() and live.is_dir() and out.staging.is_dir()
+    out.discard()
