@@ -22,10 +22,10 @@ from flows.chapter import NarrationOptions, fingerprint, narrate_chapter, output
 from gpu_worker.errors import NarratorError, PermanentError
 from gpu_worker.settings import WorkerSettings
 from tasks.backends import open_backend
-from tasks.generate import voice_fields
 from tasks.settings import NarratorSettings
 from tasks.storage import join, list_sources, read_text_if_exists
 from tasks.text import read_chapter
+from tasks.voice_library import VoiceLibrary
 
 MAX_IN_FLIGHT = 8
 
@@ -93,7 +93,9 @@ def narrate_batch(
     chapters = list_sources(source, pattern, settings.s3_endpoint_url)
     if not chapters:
         raise PermanentError(f"no chapters matching {pattern!r} in {source}")
-    identity = open_backend(settings, WorkerSettings()).identity(voice_fields(voice)["voice"])
+    worker = WorkerSettings()
+    library = VoiceLibrary(worker.voice_library, settings.s3_endpoint_url)
+    identity = open_backend(settings, worker).identity(library.fields(voice)["voice"])
     outputs = {c: join(out_dir, output_stem(c)) for c in chapters}
     skipped = [c for c in chapters if is_current(c, outputs[c], options, identity, voice, settings)]
     todo = [c for c in chapters if c not in skipped]

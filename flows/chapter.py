@@ -33,6 +33,7 @@ from gpu_worker.schema import GenerateRequest, GenerationParams
 from gpu_worker.settings import WorkerSettings
 from tasks.audio import AudioOptions, concatenate_chapter
 from tasks.backends import Backend, cancel_remote_jobs, ensure_endpoint_limit, open_backend
+from tasks.cast import Cast
 from tasks.encode import Format, encode_outputs, markers
 from tasks.generate import (
     ChunkAudio,
@@ -40,14 +41,14 @@ from tasks.generate import (
     ChunkOutcome,
     generate_chunk,
     plan_jobs,
-    voice_fields,
 )
 from tasks.loudness import LoudnessOptions
 from tasks.post import artifact_key, publish_artifacts, summary, verify_audio, write_reports
 from tasks.settings import NarratorSettings
 from tasks.storage import OutputDir, result_storage
-from tasks.text import ChunkingOptions, PreparedText, prepare_text
+from tasks.text import Chunk, ChunkingOptions, PreparedText, prepare_text
 from tasks.validation import validate_chapter
+from tasks.voice_library import VoiceLibrary
 
 # Threads for mapped chunk tasks. Real concurrency is the backend's (local_workers for the
 # local backend); this only caps how many threads wait for it.
@@ -116,6 +117,7 @@ class Run:
 
     source: str
     voice: str | None
+    cast: Cast | None
     options: "NarrationOptions"
     settings: NarratorSettings
     worker: WorkerSettings
@@ -168,6 +170,7 @@ def narrate_chapter(
     out_dir: str | None = None,
     voice: str | None = None,
     options: NarrationOptions = NarrationOptions(),  # noqa: B008 - frozen, shown in the UI
+    cast: Cast | None = None,
 ) -> ChapterResult:
     """Narrate one chapter into audio, subtitles and a quality record.
 
@@ -179,22 +182,28 @@ def narrate_chapter(
         voice: A built-in voice name, or a reference clip to clone (https URL, s3:// URI,
             or a path on the workers' voices volume). Empty: the engine's default voice.
         options: How to generate, check, join and deliver the audio.
+        cast: For a dialogue: the narrator's and each speaker's voice. Lines tagged
+            `NAME: ...` or `[Name] ...` are read by that speaker (see tasks/cast.py).
     """
     settings, worker = NarratorSettings(), WorkerSettings()
     prepared = prepare_text(
-        source, options.chunking, settings.max_chapter_bytes, settings.s3_endpoint_url
+        source,
+        options.chunking,
+        settings.max_chapter_bytes,
+        settings.s3_endpoint_url,
+        list(cast.speakers) if cast else None,
     )
     backend = open_backend(settings, worker)
     if backend.name == "runpod":
         ensure_endpoint_limit(settings)
-    template = GenerateRequest(text=".", **voice_fields(voice), **options.generation.model_dump())
-    jobs = plan_jobs([c.text for c in prepared.chunks], template, backend)
+    library = VoiceLibrary(worker.voice_library, settings.s3_endpoint_url)
+    jobs = plan_jobs(chunk_requests(prepared.chunks, voice, options, cast, library), backend)
     stem = output_stem(source)
     # before any chunk is generated, so an unusable output location costs nothing
     output = OutputDir(out_dir or str(Path("out") / stem), settings.s3_endpoint_url)
     try:
         outcomes = generate(jobs, backend, settings, options, stem)
-        run = Run(source, voice, options, settings, worker, backend, output, stem)
+        run = Run(source, voice, cast, options, settings, worker, backend, output, stem)
         result = assemble(prepared, outcomes, run)
     except BaseException:
         output.discard()
@@ -208,6 +217,29 @@ def narrate_chapter(
         result.audio,
     )
     return result
+
+
+def chunk_requests(
+    chunks: list[Chunk],
+    voice: str | None,
+    options: NarrationOptions,
+    cast: Cast | None,
+    library: VoiceLibrary,
+) -> list[GenerateRequest]:
+    """What to ask the backend for each chunk: its text, in its speaker's voice (a library
+    voice's clip, a reference clip or a built-in voice)."""
+    base = GenerateRequest(text=".", **options.generation.model_dump())
+    roles = cast or Cast()
+    resolved: dict[str | None, dict[str, str | None]] = {}
+    requests = []
+    for chunk in chunks:
+        role = roles.role(chunk.speaker)
+        name = role.voice or voice
+        if name not in resolved:
+            resolved[name] = library.fields(name)
+        request = role.apply(base, resolved[name])
+        requests.append(request.model_copy(update={"text": chunk.text}))
+    return requests
 
 
 def generate(
@@ -301,7 +333,7 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
     encode_outputs(
         wav, output, stem, title, markers(headings, title, check.duration_seconds), options.formats
     )
-    header = _header(prepared, run)
+    header = _header(prepared, outcomes, run)
     records = write_reports(
         output, stem, prepared.chunks, placements, outcomes, check, validation, header
     )
@@ -336,7 +368,11 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
 
 
 def fingerprint(
-    text_sha256: str, options: NarrationOptions, identity: str, voice: str | None
+    text_sha256: str,
+    options: NarrationOptions,
+    identity: str,
+    voice: str | None,
+    cast: Cast | None = None,
 ) -> str:
     """A hash of the input and of everything that shapes the output. Equal fingerprints
     mean the published outputs are current (a batch skips such chapters)."""
@@ -347,14 +383,17 @@ def fingerprint(
         "voice": voice.split("?")[0] if voice else None,
         "options": options.model_dump(mode="json", exclude={"refresh_cache"}),
     }
+    if cast:
+        payload["cast"] = cast.model_dump(mode="json")
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _header(prepared: PreparedText, run: Run) -> dict[str, Any]:
+def _header(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> dict[str, Any]:
     text_sha256 = hashlib.sha256(prepared.text.encode()).hexdigest()
-    identity = run.backend.identity(voice_fields(run.voice)["voice"])
+    voices = dict.fromkeys(o.job.request.voice for o in outcomes)  # in order of first use
+    identity = " ; ".join(run.backend.identity(v) for v in voices)
     return {
-        "fingerprint": fingerprint(text_sha256, run.options, identity, run.voice),
+        "fingerprint": fingerprint(text_sha256, run.options, identity, run.voice, run.cast),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": {
             "path": prepared.source,
@@ -364,6 +403,7 @@ def _header(prepared: PreparedText, run: Run) -> dict[str, Any]:
         },
         # a presigned URL's query string is a credential: never written out
         "voice": run.voice.split("?")[0] if run.voice else None,
+        "cast": run.cast.model_dump(mode="json") if run.cast else None,
         "backend": {
             "name": run.backend.name,
             "identity": identity,

@@ -10,6 +10,7 @@ command runs; its console output is kept to warnings unless --verbose (the bar s
 progress, and every log line still reaches the Prefect API for the UI).
 """
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -99,8 +100,17 @@ def run(
     voice: Annotated[
         str | None,
         typer.Option(
-            help="Engine voice; the embedded engine has "
-            "'heart' (default: the engine's default voice)",
+            help="A built-in voice (the embedded engine has 'heart', the default, and "
+            "'joe'), or a reference clip to clone (Chatterbox engine)",
+            show_default=False,
+        ),
+    ] = None,
+    cast: Annotated[
+        Path | None,
+        typer.Option(
+            "--cast",
+            help="A dialogue's cast file (TOML): the narrator's and each speaker's voice. "
+            "Lines tagged 'NAME: ...' or '[Name] ...' are read by that speaker.",
             show_default=False,
         ),
     ] = None,
@@ -123,6 +133,9 @@ def run(
     sentence_pause: Annotated[
         float, _opt(AudioOptions, "sentence_pause", "--sentence-pause", min=0)
     ] = _default(AudioOptions, "sentence_pause"),
+    turn_pause: Annotated[
+        float, _opt(AudioOptions, "turn_pause", "--turn-pause", min=0)
+    ] = _default(AudioOptions, "turn_pause"),
     paragraph_pause: Annotated[
         float, _opt(AudioOptions, "paragraph_pause", "--paragraph-pause", min=0)
     ] = _default(AudioOptions, "paragraph_pause"),
@@ -223,6 +236,7 @@ def run(
             chunking=ChunkingOptions(target_chars=target_chars, max_chars=max_chars),
             audio=AudioOptions(
                 sentence_pause=sentence_pause,
+                turn_pause=turn_pause,
                 paragraph_pause=paragraph_pause,
                 section_pause=section_pause,
             ),
@@ -234,7 +248,104 @@ def run(
         )
     except ValidationError as e:
         _fail(f"invalid options: {explain(e)}")
-    _narrate(chapter, out, voice, options)
+    _narrate(chapter, out, voice, options, _cast(cast))
+
+
+voices_app = typer.Typer(
+    help="The voice library: reference clips kept under a name (NARRATOR_VOICE_LIBRARY, a "
+    "folder or s3://bucket/prefix). `narrator run --voice NAME` and cast files use them.",
+    no_args_is_help=True,
+)
+app.add_typer(voices_app, name="voices")
+
+
+def _library() -> Any:
+    from gpu_worker.settings import WorkerSettings
+    from tasks.settings import NarratorSettings
+    from tasks.voice_library import VoiceLibrary
+
+    return VoiceLibrary(WorkerSettings().voice_library, NarratorSettings().s3_endpoint_url)
+
+
+def _voice_line(voice: Any) -> str:
+    return f"{voice.name:<16} {voice.seconds:5.1f} s  {voice.lufs:6.1f} LUFS  from {voice.source}"
+
+
+@voices_app.command("add")
+def voices_add(
+    name: Annotated[str, typer.Argument(help="Letters, digits, '-' or '_'.", show_default=False)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="The clip: WAV, FLAC or OGG, 3-60 s of one voice (5-20 s is best).",
+            show_default=False,
+        ),
+    ],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace a voice of that name.")
+    ] = False,
+) -> None:
+    """Check a clip and add it to the library: made mono at 24 kHz, edge silence trimmed,
+    loudness normalised. Refused, saying why, if it is not audio, too short or long, silent
+    or clipped."""
+    from gpu_worker.errors import NarratorError
+
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        _fail(f"{file}: {e.strerror or e}")
+    try:
+        voice = _library().add(name, data, str(file), replace=replace)
+    except NarratorError as e:
+        _fail(str(e))
+    out = Console(soft_wrap=True, highlight=False)
+    out.print(f"added  {_voice_line(voice)}")
+    for note in voice.notes:
+        out.print(f"[yellow]note[/]   {note}")
+
+
+@voices_app.command("list")
+def voices_list() -> None:
+    """The voices in the library, and the engine's built-in ones."""
+    from gpu_worker.errors import NarratorError
+
+    try:
+        library = _library()
+        found = library.entries()
+    except NarratorError as e:
+        _fail(str(e))
+    out = Console(soft_wrap=True, highlight=False)
+    out.print(f"[bold]library[/] {library.location}")
+    for voice in found:
+        out.print(f"  {_voice_line(voice)}")
+    if not found:
+        out.print("  (empty: `narrator voices add NAME FILE`)")
+    out.print("[bold]built in[/] (embedded engine): heart, joe")
+
+
+@voices_app.command("show")
+def voices_show(name: Annotated[str, typer.Argument(show_default=False)]) -> None:
+    """Everything the library knows about one voice, as JSON."""
+    from gpu_worker.errors import NarratorError
+
+    try:
+        library = _library()
+        voice = library.get(name)
+    except NarratorError as e:
+        _fail(str(e))
+    print(json.dumps({**voice.model_dump(), "clip": library.clip(name)}, indent=2))
+
+
+@voices_app.command("remove")
+def voices_remove(name: Annotated[str, typer.Argument(show_default=False)]) -> None:
+    """Remove a voice from the library (chapters already made keep their audio)."""
+    from gpu_worker.errors import NarratorError
+
+    try:
+        _library().remove(name)
+    except NarratorError as e:
+        _fail(str(e))
+    err.print(f"removed {name}")
 
 
 @app.command()
@@ -368,7 +479,23 @@ def _options(**fields: Any) -> Any:
     return NarrationOptions(**fields)
 
 
-def _narrate(chapter: str, out: str | None, voice: str | None, options: Any) -> None:
+def _cast(path: Path | None) -> Any:
+    from gpu_worker.errors import NarratorError
+    from tasks.cast import read_cast
+
+    if path is None:
+        return None
+    try:
+        return read_cast(path.read_text(encoding="utf-8"), str(path))
+    except OSError as e:
+        _fail(f"--cast {path}: {e.strerror or e}")
+    except NarratorError as e:
+        _fail(str(e))
+
+
+def _narrate(
+    chapter: str, out: str | None, voice: str | None, options: Any, cast: Any = None
+) -> None:
     from flows.chapter import listening, narrate_chapter
     from gpu_worker.errors import NarratorError
 
@@ -381,7 +508,7 @@ def _narrate(chapter: str, out: str | None, voice: str | None, options: Any) -> 
     )
     try:
         with Progress(*columns, console=err, transient=True) as progress, listening(_Bar(progress)):
-            result = narrate_chapter(chapter, out, voice, options)
+            result = narrate_chapter(chapter, out, voice, options, cast)
     except NarratorError as e:
         _fail(str(e))
     except KeyboardInterrupt:

@@ -14,10 +14,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NARRATOR_", extra="ignore", frozen=True)
 
-    engine: Literal["hibari", "chatterbox"] = Field(
-        "hibari",
-        description="hibari: the embedded CPU engine. chatterbox: the GPU engine "
+    engine: Literal["embedded", "hibari", "chatterbox"] = Field(
+        "embedded",
+        description="embedded: the offline CPU voices (hibari's 'heart', piper's 'joe'). "
+        "hibari: hibari alone. chatterbox: the GPU engine that clones voices "
         "(needs the `gpu` extra).",
+    )
+    piper_voices_dir: Path | None = Field(
+        None,
+        description="A folder of extra Piper voices (`NAME.onnx` with `NAME.onnx.json`) "
+        "for the embedded engine, beside the packaged 'joe'.",
     )
     whisper_model: str = Field(
         "tiny.en",
@@ -64,6 +70,11 @@ class WorkerSettings(BaseSettings):
     voices_root: Path = Field(
         Path("/runpod-volume/voices"),
         description="Relative audio_prompt_url paths are read from here, and never above it.",
+    )
+    voice_library: str = Field(
+        str(Path.home() / ".local" / "share" / "narrator" / "voices"),
+        description="The voice library (`narrator voices`): a folder or s3://bucket/prefix. "
+        "Flows take its voices by name; a local library's clips may also be read from here.",
     )
     voice_cache_dir: Path = Field(
         Path.home() / ".cache" / "narrator" / "voices",

@@ -6,9 +6,10 @@
 
 Only https is fetched, and never from private, loopback or link-local addresses unless the
 settings allow it (a worker must not be a way into the network it runs in). Paths must stay
-under the volume root. A clip must decode and last 3-60 s. The checked clip is cached as a
-mono WAV at the engine's rate under its sha256, so a voice is fetched and checked once per
-worker, and the same bytes under another URL are the same voice.
+under the volume root (or a local voice library). A clip must decode, last 3-60 s, and be
+neither silent nor clipped. The checked clip is cached as a mono WAV at the engine's rate
+under its sha256, so a voice is fetched and checked once per worker, and the same bytes
+under another URL are the same voice.
 """
 
 import hashlib
@@ -24,7 +25,7 @@ import httpx
 import numpy as np
 
 from gpu_worker.errors import InputError, TransientError
-from gpu_worker.qc import SILENCE_DBFS, rms_dbfs
+from gpu_worker.qc import CLIP_LEVEL, MAX_CLIPPED_FRACTION, SILENCE_DBFS, rms_dbfs
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.wav import decode_wav, encode_wav, resample
 
@@ -53,7 +54,7 @@ def load_reference(uri: str, settings: WorkerSettings, rate: int) -> ReferenceAu
         samples, _ = decode_wav(cached.read_bytes())
         return ReferenceAudio(digest, cached, samples, rate)
     samples = check_clip(data, uri, rate)
-    _write_atomic(cached, encode_wav(samples, rate))
+    write_atomic(cached, encode_wav(samples, rate))
     return ReferenceAudio(digest, cached, samples, rate)
 
 
@@ -78,6 +79,12 @@ def check_clip(data: bytes, uri: str, rate: int) -> np.ndarray:
         )
     if rms_dbfs(samples) < SILENCE_DBFS:
         raise InputError(f"reference audio {uri} is silent")
+    clipped = float(np.mean(np.abs(samples) >= CLIP_LEVEL))
+    if clipped > MAX_CLIPPED_FRACTION:
+        raise InputError(
+            f"reference audio {uri} is clipped ({100 * clipped:.1f} % of its samples at full "
+            "scale); record it again with less gain"
+        )
     return resample(samples, source_rate, rate)
 
 
@@ -165,9 +172,14 @@ def _fetch_s3(uri: str, settings: WorkerSettings) -> bytes:
 
 
 def _read_volume(relative: str, settings: WorkerSettings) -> bytes:
+    """A relative path is read under the voices volume; an absolute one must be inside the
+    volume or a local voice library."""
     root = settings.voices_root.resolve()
     path = (root / relative).resolve()
-    if not path.is_relative_to(root):
+    roots = [root]
+    if "://" not in settings.voice_library:
+        roots.append(Path(settings.voice_library).expanduser().resolve())
+    if not any(path.is_relative_to(r) for r in roots):
         raise InputError(f"audio_prompt_url {relative!r} is outside the voices volume {root}")
     if not path.is_file():
         raise InputError(f"reference audio {relative!r}: no such file under {root}")
@@ -178,7 +190,8 @@ def _read_volume(relative: str, settings: WorkerSettings) -> bytes:
     return path.read_bytes()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a whole file by rename: a reader sees the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

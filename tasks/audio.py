@@ -45,6 +45,9 @@ class AudioOptions(BaseModel):
         description="After a chunk that ends mid-sentence (a long sentence split at a comma).",
     )
     sentence_pause: float = Field(0.35, ge=0, le=5, description="Between sentences.")
+    turn_pause: float = Field(
+        0.5, ge=0, le=10, description="Where a dialogue passes from one speaker to another."
+    )
     paragraph_pause: float = Field(0.8, ge=0, le=10, description="Between paragraphs.")
     section_pause: float = Field(
         1.6, ge=0, le=20, description="Before a heading or after a scene break."
@@ -78,6 +81,7 @@ class AudioOptions(BaseModel):
         return {
             "clause": self.clause_pause,
             "sentence": self.sentence_pause,
+            "turn": self.turn_pause,
             "paragraph": self.paragraph_pause,
             "section": self.section_pause,
             "end": self.tail,

@@ -222,6 +222,11 @@ class RunPodBackend:
         return f"{deployed} voice={voice or 'default'}"
 
     def voice_fingerprint(self, audio_prompt_url: str) -> str:
+        if audio_prompt_url.startswith("/"):
+            raise InputError(
+                f"{audio_prompt_url} is on this machine, where RunPod workers cannot read it; "
+                "keep the voice library in S3 (NARRATOR_VOICE_LIBRARY=s3://bucket/voices)"
+            )
         try:
             return voices.fingerprint(audio_prompt_url, self.worker_settings)
         except InputError:

@@ -72,15 +72,20 @@ def voice_fields(voice: str | None) -> dict[str, str | None]:
     return {"voice": voice, "audio_prompt_url": None}
 
 
-def plan_jobs(texts: list[str], template: GenerateRequest, backend: Backend) -> list[ChunkJob]:
-    """One job per chunk text: the template request with the text filled in, and its key."""
-    identity = backend.identity(template.voice)
-    reference = template.audio_prompt_url
-    fingerprint = backend.voice_fingerprint(reference) if reference else None
+def plan_jobs(requests: list[GenerateRequest], backend: Backend) -> list[ChunkJob]:
+    """One job per chunk request, with its cache key. The backend's identity and a reference
+    clip's fingerprint are looked up once per voice."""
+    identities: dict[str | None, str] = {}
+    fingerprints: dict[str, str] = {}
     jobs = []
-    for index, text in enumerate(texts):
-        request = template.model_copy(update={"text": text})
-        jobs.append(ChunkJob(index, request, cache_key(request, identity, fingerprint)))
+    for index, request in enumerate(requests):
+        if request.voice not in identities:
+            identities[request.voice] = backend.identity(request.voice)
+        reference = request.audio_prompt_url
+        if reference and reference not in fingerprints:
+            fingerprints[reference] = backend.voice_fingerprint(reference)
+        key = cache_key(request, identities[request.voice], fingerprints.get(reference or ""))
+        jobs.append(ChunkJob(index, request, key))
     return jobs
 
 

@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from gpu_worker.errors import PermanentError
+from gpu_worker.schema import GenerateRequest
 from tasks import subtitles
 from tasks.audio import Placement
 from tasks.generate import ChunkOutcome
@@ -119,7 +120,7 @@ def timed_words(
 ) -> list[list[subtitles.TimedWord]]:
     """Each chunk's written words on the chapter's clock."""
     return [
-        subtitles.chunk_words(c.display, o.audio.words if o.audio else [], p)
+        subtitles.chunk_words(c.display, o.audio.words if o.audio else [], p, c.speaker)
         for c, p, o in zip(chunks, placements, outcomes, strict=True)
     ]
 
@@ -138,6 +139,8 @@ def segments(
             "end": p.end,
             "text": c.display,
             "spoken_text": c.text,
+            "speaker": c.speaker,
+            "voice": voice_label(o.job.request),
             "break_after": c.break_after,
             "span": list(c.span),
             "score": o.audio.best_score if o.audio else None,
@@ -148,6 +151,13 @@ def segments(
     ]
 
 
+def voice_label(request: GenerateRequest) -> str | None:
+    """The voice a chunk was read in: a built-in name or a clip's location (never a
+    presigned URL's query string: it is a credential)."""
+    clip = request.audio_prompt_url
+    return clip.split("?")[0] if clip else request.voice
+
+
 def chunk_record(chunk: Chunk, placement: Placement, outcome: ChunkOutcome) -> dict[str, Any]:
     audio = outcome.audio
     assert audio is not None  # reports are only written when every chunk has audio
@@ -155,6 +165,8 @@ def chunk_record(chunk: Chunk, placement: Placement, outcome: ChunkOutcome) -> d
         "index": chunk.index,
         "text": chunk.text,
         "display": chunk.display,
+        "speaker": chunk.speaker,
+        "voice": voice_label(outcome.job.request),
         "span": list(chunk.span),
         "break_after": chunk.break_after,
         "heading": chunk.heading,

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from gpu_worker.errors import InputError, TransientError
+from gpu_worker.voices import write_atomic
 
 CACHE_BLOCK = "narrator-chunk-cache"
 
@@ -93,6 +94,29 @@ def read_text_if_exists(location: str, endpoint_url: str | None = None) -> str |
         return read_bytes(location, endpoint_url).decode("utf-8")
     except InputError:
         return None
+
+
+def write_bytes(location: str, data: bytes, endpoint_url: str | None = None) -> None:
+    """Write a whole file: locally by rename (never half-written), to S3 in one PUT."""
+    if not is_s3(location):
+        write_atomic(Path(location), data)
+        return
+    bucket, key = split_s3(location)
+    try:
+        s3_client(endpoint_url).put_object(Bucket=bucket, Key=key, Body=data)
+    except Exception as e:
+        raise _s3_error(location, e) from e
+
+
+def delete(location: str, endpoint_url: str | None = None) -> None:
+    if not is_s3(location):
+        Path(location).unlink(missing_ok=True)
+        return
+    bucket, key = split_s3(location)
+    try:
+        s3_client(endpoint_url).delete_object(Bucket=bucket, Key=key)
+    except Exception as e:
+        raise _s3_error(location, e) from e
 
 
 def list_sources(location: str, pattern: str, endpoint_url: str | None = None) -> list[str]:

@@ -7,7 +7,8 @@ is spoken. For each chunk:
        alignment; a spoken word Whisper missed gets a time between its neighbours')
     3. chunk time -> chapter time (the chunk's Placement: trims and shortened silences)
 Words are then grouped into cues of at most two lines of 42 characters, ending at a
-sentence when a cue is half full, at a long gap, or at seven seconds.
+sentence when a cue is half full, at a long gap, at seven seconds, or where the speaker
+changes. A dialogue speaker's cues are labelled: `Alice: ...` in SRT, `<v Alice>` in WebVTT.
 """
 
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class TimedWord:
     text: str  # as written in the source
     start: float  # on the chapter's clock, seconds
     end: float
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Cue:
     start: float
     end: float
     lines: list[str]
+    speaker: str | None = None
 
     @property
     def text(self) -> str:
@@ -69,7 +72,9 @@ def _spoken_times(spoken: list[str], heard: list[WordTiming]) -> list[tuple[floa
     return [(float(s), float(max(e, s))) for s, e in zip(starts, ends, strict=True)]
 
 
-def chunk_words(display: str, heard: list[WordTiming], placement: Placement) -> list[TimedWord]:
+def chunk_words(
+    display: str, heard: list[WordTiming], placement: Placement, speaker: str | None = None
+) -> list[TimedWord]:
     """The chunk's written words on the chapter's clock."""
     written = display.split()
     if not written:
@@ -83,14 +88,16 @@ def chunk_words(display: str, heard: list[WordTiming], placement: Placement) -> 
             sum(map(len, written)) + len(written)
         )
         return [
-            TimedWord(t, placement.start + span * a, placement.start + span * b)
+            TimedWord(t, placement.start + span * a, placement.start + span * b, speaker)
             for t, a, b in zip(written, weights[:-1], weights[1:], strict=True)
         ]
     timed, first = [], 0
     for token, count in zip(written, counts, strict=True):
         last = min(first + count, len(times)) - 1
         start, end = times[min(first, len(times) - 1)][0], times[last][1]
-        timed.append(TimedWord(token, placement.chapter_time(start), placement.chapter_time(end)))
+        timed.append(
+            TimedWord(token, placement.chapter_time(start), placement.chapter_time(end), speaker)
+        )
         first += count
     return timed
 
@@ -112,6 +119,7 @@ def cues(words: list[TimedWord]) -> list[Cue]:
         current = groups[-1] if groups else None
         if (
             current is None
+            or word.speaker != current[0].speaker
             or len(wrap([w.text for w in [*current, word]])) > CUE_LINES
             or word.start - current[-1].end > GAP_S
             or word.end - current[0].start > MAX_CUE_S
@@ -129,7 +137,12 @@ def cues(words: list[TimedWord]) -> list[Cue]:
         following = groups[i + 1][0].start - CUE_GAP_S if i + 1 < len(groups) else float("inf")
         end = min(max(group[-1].end, start + MIN_CUE_S), following)
         made.append(
-            Cue(round(start, 3), round(max(end, start + 0.01), 3), wrap([w.text for w in group]))
+            Cue(
+                round(start, 3),
+                round(max(end, start + 0.01), 3),
+                wrap([w.text for w in group]),
+                group[0].speaker,
+            )
         )
     return made
 
@@ -145,6 +158,7 @@ def _timestamp(seconds: float, separator: str) -> str:
 def srt(made: list[Cue]) -> str:
     return "".join(
         f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n"
+        + (f"{c.speaker}: " if c.speaker else "")
         + "\n".join(c.lines)
         + "\n\n"
         for i, c in enumerate(made, 1)
@@ -153,6 +167,9 @@ def srt(made: list[Cue]) -> str:
 
 def vtt(made: list[Cue]) -> str:
     return "WEBVTT\n\n" + "".join(
-        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n" + "\n".join(c.lines) + "\n\n"
+        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n"
+        + (f"<v {c.speaker}>" if c.speaker else "")
+        + "\n".join(c.lines)
+        + "\n\n"
         for c in made
     )

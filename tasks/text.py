@@ -15,6 +15,7 @@ import codecs
 import html
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Literal
@@ -26,7 +27,7 @@ from gpu_worker.errors import InputError
 from gpu_worker.spoken import NON_TERMINAL, TITLES, verbalize
 from tasks import storage
 
-Break = Literal["clause", "sentence", "paragraph", "section", "end"]
+Break = Literal["clause", "sentence", "turn", "paragraph", "section", "end"]
 
 
 class ChunkingOptions(BaseModel):
@@ -74,12 +75,14 @@ class Chunk:
     span: tuple[int, int]  # [start, end) in the decoded source text
     display: str  # the source text without markup: what subtitles show
     heading: bool = False
+    speaker: str | None = None  # a dialogue speaker (a cast name); None: the narrator
 
 
 @dataclass(frozen=True)
 class Block:
     kind: Literal["heading", "paragraph", "break"]
     segments: tuple[tuple[int, int], ...] = ()  # source ranges of its lines' content
+    speaker: str | None = None
 
 
 @dataclass
@@ -282,19 +285,33 @@ _QUOTE = re.compile(r"^[ \t]*(?:>[ \t]?)+")
 _TABLE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$")
 
 
-def parse_blocks(text: str) -> list[Block]:
+# A dialogue line: `ALICE: text` or `[Alice] text`.
+_TAG = re.compile(
+    r"^[ \t]*(?:\[(?P<bracketed>[^\]\n]{1,40})\]|(?P<caps>[A-Z][A-Z0-9 .'-]{0,39}):)[ \t]+"
+)
+
+
+def parse_blocks(text: str, speakers: Collection[str] = ()) -> list[Block]:
     """Headings (ATX and setext), paragraphs, list items, and scene breaks (`***`, `---`, `#`).
-    Fenced code is skipped: it is not meant to be read aloud."""
+    Fenced code is skipped: it is not meant to be read aloud.
+
+    With `speakers` (a dialogue's cast), a line tagged `NAME: ...` or `[Name] ...` starts a
+    turn of that speaker (names match the cast's without regard to case); the turn goes on
+    to the next tag or blank line, and untagged paragraphs are the narrator's."""
     blocks: list[Block] = []
     lines: list[tuple[int, int]] = []
+    speaker: str | None = None
+    cast = {s.casefold(): s for s in speakers}
 
     def close() -> None:
+        nonlocal speaker
         if lines:
-            blocks.append(Block("paragraph", tuple(lines)))
+            blocks.append(Block("paragraph", tuple(lines), speaker))
             lines.clear()
+        speaker = None
 
     in_fence, pos = False, 0
-    for raw in text.split("\n"):
+    for number, raw in enumerate(text.split("\n"), 1):
         start, end = pos, pos + len(raw)
         pos = end + 1
         if _FENCE.match(raw):
@@ -303,8 +320,19 @@ def parse_blocks(text: str) -> list[Block]:
             continue
         if in_fence or (_TABLE_RULE.match(raw) and "|" in raw):
             continue
+        tag = _TAG.match(raw) if cast else None
         if not raw.strip():
             close()
+        elif tag:
+            name = (tag["bracketed"] or tag["caps"]).strip()
+            if name.casefold() not in cast:
+                raise InputError(
+                    f"line {number}: speaker {name!r} is not in the cast "
+                    f"({', '.join(speakers)}); add them to the cast, or write the line as prose"
+                )
+            close()
+            speaker = cast[name.casefold()]
+            lines.append((start + tag.end(), end))
         elif _SETEXT.match(raw) and len(lines) == 1:
             blocks.append(Block("heading", tuple(lines)))
             lines.clear()
@@ -500,10 +528,11 @@ def _terminate(text: str) -> str:
 # -- chunks -----------------------------------------------------------------------------------
 
 
-def make_chunks(text: str, options: ChunkingOptions) -> list[Chunk]:
-    """The chapter as chunks, in reading order."""
-    drafts: list[tuple[_Piece, bool]] = []  # (piece, is heading)
-    for block in parse_blocks(text):
+def make_chunks(text: str, options: ChunkingOptions, speakers: Collection[str] = ()) -> list[Chunk]:
+    """The chapter as chunks, in reading order. A chunk never crosses a speaker's turn, and
+    a change of speaker is a "turn" break (its own pause)."""
+    drafts: list[tuple[_Piece, Block]] = []
+    for block in parse_blocks(text, speakers):
         if block.kind == "break":
             if drafts:
                 drafts[-1][0].break_after = "section"
@@ -513,20 +542,26 @@ def make_chunks(text: str, options: ChunkingOptions) -> list[Chunk]:
             continue
         pieces[-1].text = _terminate(pieces[-1].text)
         if drafts and drafts[-1][0].break_after != "section":
-            drafts[-1][0].break_after = "section" if block.kind == "heading" else "paragraph"
+            drafts[-1][0].break_after = (
+                "section"
+                if block.kind == "heading"
+                else "turn"
+                if block.speaker != drafts[-1][1].speaker
+                else "paragraph"
+            )
         if (
             block.kind != "heading"
             and drafts
-            and not drafts[-1][1]
+            and drafts[-1][1].kind != "heading"
             and drafts[-1][0].break_after == "paragraph"
             and len(pieces) == 1
             and len(pieces[0].text) < options.min_chars
             and len(drafts[-1][0].text) + 1 + len(pieces[0].text) <= options.max_chars
         ):
-            # a tiny paragraph ("No.") rides with the one before
-            drafts[-1] = (drafts[-1][0].join(pieces[0]), False)
+            # a tiny paragraph ("No.") rides with the one before, by the same voice
+            drafts[-1] = (drafts[-1][0].join(pieces[0]), block)
             continue
-        drafts.extend((p, block.kind == "heading") for p in pieces)
+        drafts.extend((p, block) for p in pieces)
         drafts[-1][0].break_after = "paragraph"
     if not drafts:
         raise InputError(
@@ -534,8 +569,16 @@ def make_chunks(text: str, options: ChunkingOptions) -> list[Chunk]:
         )
     drafts[-1][0].break_after = "end"
     return [
-        Chunk(i, p.text, p.break_after, (p.start, p.end), p.display, heading)
-        for i, (p, heading) in enumerate(drafts)
+        Chunk(
+            i,
+            p.text,
+            p.break_after,
+            (p.start, p.end),
+            p.display,
+            heading=block.kind == "heading",
+            speaker=block.speaker,
+        )
+        for i, (p, block) in enumerate(drafts)
     ]
 
 
@@ -552,11 +595,15 @@ class PreparedText:
 
 @task(name="prepare-text")
 def prepare_text(
-    source: str, options: ChunkingOptions, max_bytes: int, endpoint_url: str | None = None
+    source: str,
+    options: ChunkingOptions,
+    max_bytes: int,
+    endpoint_url: str | None = None,
+    speakers: list[str] | None = None,
 ) -> PreparedText:
-    """Locate, decode, normalise and split one chapter."""
+    """Locate, decode, normalise and split one chapter (a dialogue, given its speakers)."""
     text = read_chapter(source, max_bytes, endpoint_url)
-    prepared = PreparedText(source, text, make_chunks(text, options))
+    prepared = PreparedText(source, text, make_chunks(text, options, speakers or ()))
     if left_out := unreadable_words(text):
         get_run_logger().warning(
             "%d words are in scripts the engines cannot read and are left out of the speech "

@@ -38,6 +38,10 @@ def load_engine(settings: WorkerSettings) -> Engine:
         from gpu_worker.engines.chatterbox import ChatterboxEngine
 
         return ChatterboxEngine.load(settings)
-    from gpu_worker.engines.hibari import HibariEngine
+    if settings.engine == "hibari":
+        from gpu_worker.engines.hibari import HibariEngine
 
-    return HibariEngine(threads=settings.cpu_threads)
+        return HibariEngine(threads=settings.cpu_threads)
+    from gpu_worker.engines.embedded import EmbeddedEngine
+
+    return EmbeddedEngine(settings)

@@ -87,7 +87,7 @@ REFUSED = [
     Refused("reference clip: silent", "is silent", clip=clip(5.0, level=0.0)),
     Refused(
         "reference clip: 8 kHz stereo",
-        "the hibari engine has built-in voices only (heart) and cannot clone",
+        "the embedded engine has built-in voices only (heart, joe) and cannot clone",
         clip=clip(5.0, rate=8000, channels=2),
     ),
     Refused(
@@ -97,7 +97,7 @@ REFUSED = [
     ),
     Refused(
         "unknown built-in voice",
-        "voice 'nobody' is not available to the hibari engine; available offline: heart",
+        "voice 'nobody' is not available to the embedded engine; available offline: heart, joe",
         args=("--voice", "nobody"),
     ),
     # options

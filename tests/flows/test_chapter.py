@@ -157,7 +157,7 @@ def test_failed_chunks_are_all_named_after_the_others_finish(
     texts = [f"This is sentence number {n}." for n in ("one", "two", "three", "four", "five")]
     endpoint = Endpoint(worker, refuse={texts[1], texts[3]})
     template = GenerateRequest(text=".", n_candidates=1)
-    jobs = plan_jobs(texts, template, endpoint)
+    jobs = plan_jobs([template.model_copy(update={"text": t}) for t in texts], endpoint)
     with pytest.raises(PermanentError) as failure:
         generate_flow(jobs, endpoint, NarratorSettings())
     assert str(failure.value).startswith(

@@ -59,7 +59,7 @@ def endpoint(
         "RUNPOD_BASE_URL": f"{base}/v2",
         "RUNPOD_API_KEY": "k",
         "RUNPOD_CONCURRENCY": "2",
-        "RUNPOD_JOB_TIMEOUT": "4",
+        "RUNPOD_JOB_TIMEOUT": "8",  # a loaded 2-core machine can take 4 s for a chunk
         "CHUNK_RETRIES": "8",
         "ENDPOINT_LIMIT": "",  # the Prefect limit is tested in test_runpod_flow.py
         "CHUNK_RETRY_DELAYS": "[0.2, 0.5, 1]",

@@ -43,7 +43,8 @@ class Endpoint:
 
 
 def test_plan_jobs_keys_each_chunk(worker: Worker) -> None:
-    jobs = plan_jobs(["One.", "Two.", "One."], REQUEST, Endpoint(worker, 0, Exception()))
+    requests = [REQUEST.model_copy(update={"text": t}) for t in ("One.", "Two.", "One.")]
+    jobs = plan_jobs(requests, Endpoint(worker, 0, Exception()))
     assert [j.request.text for j in jobs] == ["One.", "Two.", "One."]
     assert jobs[0].cache_key == jobs[2].cache_key != jobs[1].cache_key
 
@@ -65,13 +66,13 @@ def test_a_transient_failure_is_retried_and_a_permanent_one_is_not(
 ) -> None:
     task = generate_chunk.with_options(result_storage=tmp_path, retry_delay_seconds=0)
     flaky = Endpoint(worker, failures=2, error=TransientError("503 Service Unavailable"))
-    job = plan_jobs([REQUEST.text], REQUEST, flaky)[0]
+    job = plan_jobs([REQUEST], flaky)[0]
     audio = task(job, flaky)
     assert flaky.calls == 3
     assert audio.attempts == 3
 
     refused = Endpoint(worker, failures=5, error=PermanentError("401: the API key was refused"))
-    job = plan_jobs(["Something else entirely."], REQUEST, refused)[0]
+    job = plan_jobs([REQUEST.model_copy(update={"text": "Something else entirely."})], refused)[0]
     with pytest.raises(PermanentError, match="API key was refused"):
         task(job, refused)
     assert refused.calls == 1

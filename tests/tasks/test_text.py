@@ -264,3 +264,38 @@ def test_a_split_never_separates_a_title_from_its_name() -> None:
     assert len(chunks) > 1
     assert all(c.text.startswith("Doctor Okafor") for c in chunks)
     assert "Drive" not in " ".join(c.text for c in chunks)
+
+
+# -- dialogue ---------------------------------------------------------------------------------
+
+SCRIPT = """The pier was empty.
+
+MARA: Are we late?
+[tom] No.
+MARA: Good. Then we wait,
+and we watch the fog.
+
+Tom sat down.
+"""
+
+
+def test_dialogue_lines_are_their_speakers_turns_and_never_share_a_chunk() -> None:
+    chunks = make_chunks(SCRIPT, ChunkingOptions(), ["Mara", "Tom"])
+    assert [(c.speaker, c.text, c.break_after) for c in chunks] == [
+        (None, "The pier was empty.", "turn"),
+        ("Mara", "Are we late?", "turn"),
+        ("Tom", "No.", "turn"),  # tiny, yet not merged into a neighbour's turn
+        ("Mara", "Good. Then we wait, and we watch the fog.", "turn"),
+        (None, "Tom sat down.", "end"),
+    ]
+    assert SCRIPT[slice(*chunks[2].span)] == "No."  # the tag is not part of the turn
+
+
+def test_without_a_cast_tags_are_prose() -> None:
+    chunks = make_chunks("MARA: Are we late? I hope not.\n", ChunkingOptions())
+    assert [c.speaker for c in chunks] == [None] and chunks[0].text.startswith("MARA: Are")
+
+
+def test_a_speaker_missing_from_the_cast_is_named_with_its_line() -> None:
+    with pytest.raises(InputError, match=r"line 4: speaker 'BEN' is not in the cast \(Mara, Tom\)"):
+        make_chunks(SCRIPT.replace("[tom] No.", "BEN: No."), ChunkingOptions(), ["Mara", "Tom"])

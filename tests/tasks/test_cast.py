@@ -1,0 +1,40 @@
+"""Cast files: parsed from TOML, refused with the field named."""
+
+import pytest
+
+from gpu_worker.errors import InputError
+from gpu_worker.schema import GenerateRequest
+from tasks.cast import read_cast
+
+CAST = """
+[narrator]
+voice = "heart"
+
+[speakers.Tom]
+voice = "joe"
+exaggeration = 0.7
+"""
+
+
+def test_a_role_overrides_only_what_it_sets() -> None:
+    cast = read_cast(CAST, "cast.toml")
+    base = GenerateRequest(text="Hi.", cfg_weight=0.3)
+    tom = cast.role("Tom").apply(base, {"voice": "joe", "audio_prompt_url": None})
+    assert (tom.voice, tom.exaggeration, tom.cfg_weight) == ("joe", 0.7, 0.3)
+    assert cast.role(None).voice == "heart"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[narrator\nvoice = 1", "not valid TOML"),
+        ("[speakers.Tom]\nvoice = 'joe'\npitch = 3", "speakers.Tom.pitch: Extra inputs"),
+        ("[speakers.Tom]\nexaggeration = 5", "speakers.Tom.exaggeration: Input should be less"),
+        ("[speakers.Tom]\n[speakers.TOM]", "two speakers differ only in case"),
+        ('[speakers."<b>"]', "String should match pattern"),
+    ],
+)
+def test_bad_casts_are_refused_saying_where(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=r"cast\.toml: ") as refused:
+        read_cast(text, "cast.toml")
+    assert message in str(refused.value)
