@@ -320,7 +320,21 @@ def voices_list() -> None:
         out.print(f"  {_voice_line(voice)}")
     if not found:
         out.print("  (empty: `narrator voices add NAME FILE`)")
-    out.print("[bold]built in[/] (embedded engine): heart, joe")
+    out.print(f"[bold]built in[/] {_built_in_voices()}")
+
+
+def _built_in_voices() -> str:
+    """The configured engine's own voices (the GPU engine's are not loaded just to list)."""
+    from gpu_worker.settings import WorkerSettings
+
+    settings = WorkerSettings()
+    if settings.engine == "chatterbox":
+        return "(chatterbox: clones library voices and reference clips)"
+    from gpu_worker.engines.embedded import EmbeddedEngine
+    from gpu_worker.engines.hibari import HibariEngine
+
+    engine = HibariEngine() if settings.engine == "hibari" else EmbeddedEngine(settings)
+    return f"({settings.engine} engine): {', '.join(engine.voices())}"
 
 
 @voices_app.command("show")

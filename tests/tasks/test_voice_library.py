@@ -80,6 +80,7 @@ def round_trip(library: str, env: dict[str, str], take: Path) -> VoiceLibrary:
     assert code == 1 and "already in the library" in said
     code, listed = voices("list", library=library, env=env)
     assert code == 0 and "mara 8.2 s -20.0 LUFS" in listed, listed
+    assert "built in (embedded engine): heart, joe" in listed
     code, shown = voices("show", "mara", library=library, env=env)
     meta = json.loads(shown)
     assert meta["sample_rate"] == 24000 and meta["trimmed_seconds"] == pytest.approx(2.8, abs=0.05)
