@@ -330,11 +330,9 @@ def _built_in_voices() -> str:
     settings = WorkerSettings()
     if settings.engine == "chatterbox":
         return "(chatterbox: clones library voices and reference clips)"
-    from gpu_worker.engines.embedded import EmbeddedEngine
-    from gpu_worker.engines.hibari import HibariEngine
+    from gpu_worker.engines import load_engine
 
-    engine = HibariEngine() if settings.engine == "hibari" else EmbeddedEngine(settings)
-    return f"({settings.engine} engine): {', '.join(engine.voices())}"
+    return f"({settings.engine} engine): {', '.join(load_engine(settings).voices())}"
 
 
 @voices_app.command("show")

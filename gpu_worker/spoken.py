@@ -220,15 +220,20 @@ def _unicode(text: str) -> str:
     return "".join(kept)
 
 
+def readable(c: str) -> bool:
+    """Is this letter in a script the English engines can say? Latin, and Greek by name."""
+    return unicodedata.name(c, "").startswith(("LATIN", "GREEK"))
+
+
 def _letter(c: str) -> str:
     """A non-ASCII letter: Latin kept (é, ß), Greek said by name (π → " pi "), any other
     script left out: the engines read English and would garble it."""
-    name = unicodedata.name(c, "")
-    if name.startswith("LATIN"):
-        return c
-    if name.startswith("GREEK") and " LETTER " in name:
-        return f" {name.rsplit(' ', 1)[-1].lower()} "
-    return ""
+    if not readable(c):
+        return ""
+    name = unicodedata.name(c)
+    if name.startswith("GREEK"):
+        return f" {name.rsplit(' ', 1)[-1].lower()} " if " LETTER " in name else ""
+    return c
 
 
 def _say_address(text: str) -> str:

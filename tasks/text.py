@@ -24,7 +24,7 @@ from prefect import get_run_logger, task
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gpu_worker.errors import InputError
-from gpu_worker.spoken import NON_TERMINAL, TITLES, verbalize
+from gpu_worker.spoken import NON_TERMINAL, TITLES, readable, verbalize
 from tasks import storage
 
 Break = Literal["clause", "sentence", "turn", "paragraph", "section", "end"]
@@ -158,17 +158,10 @@ _CONTROL = re.compile(
 )
 _CONTROL_AS = {"\x0c": "\n\n", "\x0b": "\n", "\x1f": " ", "\x1e": "\n"}
 
-# Letters the English engines can read: Latin, and Greek (spoken by letter name).
-_READABLE = ("LATIN", "GREEK")
-
-
-def _readable(char: str) -> bool:
-    return unicodedata.name(char, "").startswith(_READABLE)
-
 
 def unreadable_words(text: str) -> list[str]:
     """Words with letters in scripts the engines cannot read (left out of the speech)."""
-    return [w for w in re.findall(r"\w+", text) if any(c.isalpha() and not _readable(c) for c in w)]
+    return [w for w in re.findall(r"\w+", text) if any(c.isalpha() and not readable(c) for c in w)]
 
 
 def _script(char: str) -> str:
@@ -178,7 +171,7 @@ def _script(char: str) -> str:
 
 def _check_script(text: str, name: str) -> None:
     letters = [c for c in text if c.isalpha()]
-    foreign = [c for c in letters if not _readable(c)]
+    foreign = [c for c in letters if not readable(c)]
     if letters and len(foreign) > len(letters) / 2:
         scripts = sorted({_script(c) for c in foreign})
         raise InputError(
