@@ -1,6 +1,6 @@
 """Fault drill: a chapter narrated through a misbehaving endpoint, against a clean run.
 
-    python bench/reliability.py [--chunks 100] [--faults '{"rate": 0.2, "seed": 3}']
+    python -m bench.reliability [--chunks 100] [--faults '{"rate": 0.2, "seed": 3}']
 
 Serves the local RunPod-compatible endpoint (two worker slots, the embedded engine) on
 127.0.0.1, narrates a chapter of one short paragraph per chunk through it fault-free, then
@@ -16,15 +16,13 @@ import json
 import os
 import platform
 import tempfile
-import threading
 import time
 from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
+from bench.latency import serve
 from flows.chapter import NarrationOptions, narrate_chapter
 from gpu_worker.endpoint import Endpoint, EndpointConfig
 from gpu_worker.faults import FaultProfile
@@ -42,16 +40,6 @@ OPTIONS = NarrationOptions(
     validate_chapter=False,
 )
 NOUNS = ["harbour", "lantern", "gull", "tide", "rope", "anchor", "keel", "mast", "sail", "pier"]
-
-
-def serve(endpoint: Endpoint) -> str:
-    server = uvicorn.Server(
-        uvicorn.Config(endpoint.app, host="127.0.0.1", port=0, log_level="error")
-    )
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
 
 
 def narrate(source: Path, out: Path, cache: Path) -> tuple[Any, float, dict[str, Any]]:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import platform
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,13 +33,14 @@ from gpu_worker.errors import PermanentError, ValidationFailed
 from gpu_worker.schema import GenerateRequest, GenerationParams
 from gpu_worker.settings import WorkerSettings
 from tasks.audio import AudioOptions, concatenate_chapter
-from tasks.backends import Backend, cancel_remote_jobs, ensure_endpoint_limit, open_backend
+from tasks.backends import Backend, cancel_remote_jobs, open_backend
 from tasks.cast import Cast
 from tasks.encode import Format, encode_outputs, markers
 from tasks.generate import (
     ChunkAudio,
     ChunkJob,
     ChunkOutcome,
+    find_cached,
     generate_chunk,
     plan_jobs,
 )
@@ -50,9 +52,13 @@ from tasks.text import Chunk, ChunkingOptions, PreparedText, prepare_text
 from tasks.validation import validate_chapter
 from tasks.voice_library import VoiceLibrary
 
-# Threads for mapped chunk tasks. Real concurrency is the backend's (local_workers for the
-# local backend); this only caps how many threads wait for it.
-MAX_TASK_THREADS = 32
+# Threads for mapped chunk tasks: enough that the endpoint's window (W + a few) stays full
+# while finished tasks record their results. Real concurrency is the backend's (local_workers
+# for the local backend); this only caps how many threads wait for it.
+MAX_TASK_THREADS = 64
+# Seconds between updates of the progress artifact: one per chunk was half of a nightly
+# batch's API calls, each a write the Prefect server's database serialises.
+PROGRESS_EVERY = 2.0
 
 
 class NarrationOptions(BaseModel):
@@ -194,8 +200,6 @@ def narrate_chapter(
         list(cast.speakers) if cast else None,
     )
     backend = open_backend(settings, worker)
-    if backend.name == "runpod":
-        ensure_endpoint_limit(settings)
     library = VoiceLibrary(worker.voice_library, settings.s3_endpoint_url)
     jobs = plan_jobs(chunk_requests(prepared.chunks, voice, options, cast, library), backend)
     stem = output_stem(source)
@@ -249,31 +253,47 @@ def generate(
     options: NarrationOptions,
     stem: str,
 ) -> list[ChunkOutcome]:
-    """Map one generation task per chunk and wait for all of them; fail naming every chunk
-    that failed (after the others have finished, so their audio is cached for the rerun).
-    A progress artifact follows the chunks as they finish."""
+    """Reuse every cached chunk, map one generation task per other chunk and wait for all
+    of them; fail naming every chunk that failed (after the others have finished, so their
+    audio is cached for the rerun). A progress artifact follows the chunks as they finish."""
     progress = progress_listener.get()
     if progress:
         progress.planned(len(jobs))
+    storage = result_storage(settings.cache_dir, settings.s3_endpoint_url)
+    reused = {} if options.refresh_cache else find_cached(jobs, storage)
+    outcomes = {
+        job.index: ChunkOutcome(job, reused[job.index], cached=True)
+        for job in jobs
+        if job.index in reused
+    }
+    tracker = cast(
+        UUID,
+        create_progress_artifact(
+            100.0 * len(outcomes) / len(jobs),
+            key=artifact_key(stem, "progress"),
+            description=f"Chunks of {stem} generated",
+        ),
+    )
+    if progress:
+        for outcome in outcomes.values():
+            progress.finished(outcome)
+    missing = [job for job in jobs if job.index not in outcomes]
+    backend.prepare(len(missing))
     task = generate_chunk.with_options(
-        result_storage=result_storage(settings.cache_dir, settings.s3_endpoint_url),
+        result_storage=storage,
         refresh_cache=options.refresh_cache,
         retries=settings.chunk_retries,
         retry_delay_seconds=list(settings.chunk_retry_delays),
     )
-    futures = task.map(jobs, unmapped(backend))
-    tracker = cast(
-        UUID,
-        create_progress_artifact(
-            0.0, key=artifact_key(stem, "progress"), description=f"Chunks of {stem} generated"
-        ),
-    )
-    by_run = {f.task_run_id: job for f, job in zip(futures, jobs, strict=True)}
-    outcomes: dict[int, ChunkOutcome] = {}
+    futures = task.map(missing, unmapped(backend)) if missing else []
+    by_run = {f.task_run_id: job for f, job in zip(futures, missing, strict=True)}
+    shown = time.monotonic()
     for future in as_completed(futures):
         outcome = _outcome(future, by_run[future.task_run_id])
         outcomes[outcome.job.index] = outcome
-        update_progress_artifact(tracker, 100.0 * len(outcomes) / len(jobs))
+        if time.monotonic() - shown >= PROGRESS_EVERY or len(outcomes) == len(jobs):
+            update_progress_artifact(tracker, 100.0 * len(outcomes) / len(jobs))
+            shown = time.monotonic()
         if progress:
             progress.finished(outcome)
     ordered = [outcomes[job.index] for job in jobs]

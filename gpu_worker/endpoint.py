@@ -63,6 +63,7 @@ class Job:
     created: float = field(default_factory=time.monotonic)
     started: float | None = None
     finished: float | None = None
+    delivered: float | None = None  # when a client first read its final status
     output: Any = None
     error: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -76,6 +77,8 @@ class Job:
 
     def view(self) -> dict[str, Any]:
         now = time.monotonic()
+        if self.status in FINAL and self.delivered is None:
+            self.delivered = now
         body: dict[str, Any] = {
             "id": self.id,
             "status": self.status,

@@ -7,6 +7,12 @@ another round runs, up to `max_retries` extra rounds. The best candidate over al
 (passing first, then the highest score, fewer problems, the shorter) has any sound after its
 last word cut away, and is returned with its word times, its reasons if it did not pass,
 and every candidate's report.
+
+Early acceptance (`accept_score`): an engine that synthesises one seed after another makes
+and judges its round one candidate at a time, and stops at the first that passes every gate
+with at least that score; the candidates it did not make are reported as skipped. An engine
+that batches (Chatterbox on the GPU) still makes the whole round in one batch: its later
+candidates cost little, so nothing is skipped there.
 """
 
 import base64
@@ -41,6 +47,14 @@ class Candidate:
         return (r.passed, r.score, -len(r.reasons), -r.duration_seconds)
 
 
+def accepted(request: GenerateRequest, candidate: Candidate) -> bool:
+    """Clearly excellent: passes every gate and scores at least `accept_score` (when set)."""
+    report = candidate.report
+    return (
+        request.accept_score is not None and report.passed and report.score >= request.accept_score
+    )
+
+
 class Worker:
     """An engine and a validator, loaded once, serving one request at a time."""
 
@@ -60,6 +74,7 @@ class Worker:
         candidates = self.candidates(request)
         best = max(candidates, key=Candidate.rank)
         reports = [c.report for c in candidates]
+        retries = max(r.round for r in reports)
         rate = self.engine.sample_rate
         audio = qc.trim_tail(best.audio, rate, best.words[-1].end) if best.words else best.audio
         return GenerateResult(
@@ -76,9 +91,10 @@ class Worker:
             audio_duration_seconds=round(audio.size / rate, 3),
             metadata=GenerateMetadata(
                 candidates_generated=len(reports),
+                candidates_skipped=(retries + 1) * request.n_candidates - len(reports),
                 candidates_passed=sum(r.passed for r in reports),
                 all_scores=[r.score for r in reports],
-                retries_used=max(r.round for r in reports),
+                retries_used=retries,
                 generation_time_ms=round(sum(r.synthesis_ms for r in reports), 1),
                 validation_time_ms=round(sum(r.validation_ms for r in reports), 1),
                 engine=self.engine.identity(request.voice),
@@ -100,6 +116,24 @@ class Worker:
         return made
 
     def make_round(
+        self, request: GenerateRequest, round_: int, seeds: list[int]
+    ) -> list[Candidate]:
+        """One candidate per seed, group by group (`groups`), until one is accepted early."""
+        made: list[Candidate] = []
+        for group in self.groups(request, seeds):
+            made.extend(self.make_group(request, round_, group))
+            if any(accepted(request, c) for c in made):
+                break
+        return made
+
+    def groups(self, request: GenerateRequest, seeds: list[int]) -> list[list[int]]:
+        """The whole round at once, unless early acceptance is on and the engine makes its
+        candidates one by one anyway: then one seed at a time, so the round can stop."""
+        if request.accept_score is None or self.engine.batches:
+            return [seeds]
+        return [[seed] for seed in seeds]
+
+    def make_group(
         self, request: GenerateRequest, round_: int, seeds: list[int]
     ) -> list[Candidate]:
         """One candidate per seed, synthesised together, then each heard and scored."""

@@ -6,9 +6,16 @@ the seed's handler keeps working. Every default below is the one a request gets 
 field is left out.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from gpu_worker.errors import InputError
 
@@ -46,6 +53,24 @@ class GenerationParams(BaseModel):
         85.0, ge=0.0, le=100.0, description="Score (0-100) a candidate's transcript needs to pass."
     )
     max_retries: int = Field(2, ge=0, le=10, description="Extra rounds when no candidate passes.")
+    accept_score: float | None = Field(
+        None,
+        ge=0.0,
+        le=100.0,
+        description="Early acceptance: a round makes no more candidates once one passes "
+        "every gate with at least this score (engines that synthesise one candidate at a "
+        "time only; a batched GPU engine makes its round in one batch). None: off, every "
+        "round makes all n_candidates.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_accept_score(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Left out of dumps while None, so requests (and the chunk cache keys hashed from
+        them) made before the field existed stay as they were."""
+        data: dict[str, Any] = handler(self)
+        if self.accept_score is None:
+            data.pop("accept_score", None)
+        return data
 
 
 class GenerateRequest(GenerationParams):
@@ -84,6 +109,11 @@ class CandidateReport(BaseModel):
 
 class GenerateMetadata(BaseModel):
     candidates_generated: int
+    candidates_skipped: int = Field(
+        0,
+        description="Candidates not made because one was accepted early (accept_score): "
+        "the synthesis and validation this request saved.",
+    )
     candidates_passed: int
     all_scores: list[float]
     retries_used: int

@@ -6,7 +6,9 @@
 """
 
 import asyncio
+import atexit
 import contextlib
+import contextvars
 import logging
 import queue
 import random
@@ -40,6 +42,10 @@ class Backend(Protocol):
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
         """Best-of-N audio for one chunk. Raises TransientError or PermanentError."""
+        ...
+
+    def prepare(self, jobs: int) -> None:
+        """Get ready for `jobs` generate calls, before their tasks start."""
         ...
 
 
@@ -80,6 +86,9 @@ class LocalBackend:
             return reference.sha256
         finally:
             self._idle.put(worker)
+
+    def prepare(self, jobs: int) -> None:
+        """Nothing to do: models load on first use."""
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
         with self._lock:
@@ -167,6 +176,137 @@ class AdaptiveLimit:
             log.warning("%s: jobs in flight %d -> %d", why, before, int(self.window))
 
 
+class EndpointSlots:
+    """This process's slots in the endpoint's Prefect global concurrency limit, shared by
+    every run in every process that sends jobs to the endpoint. A job holds one while it is
+    in flight (`held`).
+
+    A slot is a lease asked of the Prefect server directly (one call each, side by side).
+    A job that ends hands its lease to the next job of this process instead of giving it
+    back, for up to `reuse_seconds`; an idle lease is given back after `idle_seconds`, and
+    every lease when the last job in flight ends.
+    `reserve` takes the slots a run will need before its tasks start (the free ones only). On
+    the temporary (SQLite) server every lease call waits behind the task runs' own writes:
+    measured on 2 cores, a lease per job took 2.2 s median to acquire under a 50-chunk run
+    and tripled its generation time. prefect.concurrency was slower still: it sends every
+    acquisition in a process through one queue and, when the limit is full, waits the
+    server's Retry-After (the limit's average hold). Here a full limit is asked again every
+    `poll` seconds. Idle leases are given back when the process exits (`release_idle`); a
+    lease lasts `lease_seconds` (longer than a job may run), so a process that is killed
+    gives its slots back when its jobs would have timed out.
+    """
+
+    poll = 0.5
+    attempts = 600  # asks while the limit is full or the server busy: about 5 minutes
+    reuse_seconds = 60.0
+    idle_seconds = 5.0
+
+    def __init__(self, name: str, lease_seconds: float) -> None:
+        self.name = name
+        self.lease_seconds = lease_seconds + self.reuse_seconds
+        # idle leases: ((lease id, when it was granted), idle since)
+        self._idle: list[tuple[tuple[str, float], float]] = []
+        self.granted = 0  # leases asked of the server (the rest were reused)
+        self._client: Any = None
+        self.active = 0  # jobs holding a lease now
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        if not self.name:
+            yield
+            return
+        lease = self._idle.pop()[0] if self._idle else await self._acquire(wait=True)
+        assert lease is not None
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            if self.active and time.monotonic() - lease[1] < self.reuse_seconds:
+                self._keep(lease)
+            else:  # the last job in flight gives every lease back: the run is done
+                self._idle.append((lease, time.monotonic()))
+                await asyncio.shield(self.release_idle())
+
+    async def reserve(self, slots: int) -> int:
+        """Take up to `slots` free slots now, one after another, without waiting for
+        others' to free up; returns how many."""
+        taken = 0
+        while self.name and len(self._idle) < slots:
+            lease = await self._acquire(wait=False)
+            if lease is None:
+                break
+            self._keep(lease)
+            taken += 1
+        return taken
+
+    def _keep(self, lease: tuple[str, float]) -> None:
+        entry = (lease, time.monotonic())
+        self._idle.append(entry)
+        asyncio.get_running_loop().call_later(
+            self.idle_seconds, lambda: asyncio.ensure_future(self._release_idle(entry))
+        )
+
+    async def release_idle(self) -> None:
+        """Give back every lease no job holds."""
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(self._release(lease[0]) for lease, _ in idle))
+
+    async def _release_idle(self, entry: tuple[tuple[str, float], float]) -> None:
+        """Give a lease back if it has been idle since `entry` was made."""
+        if entry in self._idle:
+            self._idle.remove(entry)
+            await self._release(entry[0][0])
+
+    async def _acquire(self, wait: bool) -> tuple[str, float] | None:
+        """A new lease; None if the limit is full and `wait` is False. A full limit is
+        asked again every `poll` seconds; a server that cannot answer (a 5xx: SQLite's
+        write lock, say) is asked again too, up to `attempts` asks in all, after which the
+        job fails as transient (its task retries it)."""
+        client = await self._prefect()
+        for attempt in range(self.attempts):
+            try:
+                response = await client.increment_concurrency_slots_with_lease(
+                    [self.name], 1, "concurrency", self.lease_seconds
+                )
+            except httpx.HTTPStatusError as e:
+                code = e.response.status_code
+                if code == 423 and not wait:  # 423 Locked: every slot is taken
+                    return None
+                if code != 423 and code < 500:
+                    raise
+                await asyncio.sleep(min(_retry_after(e.response) or self.poll, self.poll))
+                continue
+            except httpx.TransportError:
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            body = response.json()
+            if not body.get("limits"):
+                raise InputError(
+                    f"the Prefect global concurrency limit {self.name!r} does not exist; "
+                    "narrate_chapter creates it, or set NARRATOR_ENDPOINT_LIMIT='' for none"
+                )
+            self.granted += 1
+            return str(body["lease_id"]), time.monotonic()
+        raise TransientError(f"no slot in the Prefect concurrency limit {self.name!r} yet")
+
+    async def _prefect(self) -> Any:
+        """One Prefect client for every lease call, made on first use in the caller's
+        settings context."""
+        if self._client is None:
+            from prefect.client.orchestration import get_client
+
+            client = get_client()
+            await client.__aenter__()
+            self._client = client
+        return self._client
+
+    async def _release(self, lease_id: str) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            client = await self._prefect()
+            await client.release_concurrency_slots_with_lease(lease_id)
+
+
 class RunPodBackend:
     """Generates chunks on a RunPod serverless endpoint: /run, then /status until done.
 
@@ -176,7 +316,12 @@ class RunPodBackend:
     instead. It runs on one event loop of its own (one connection pool; every chunk's
     polling multiplexed), behind the same blocking `generate` the tasks call. At most
     `runpod_concurrency` jobs are in flight, fewer while the endpoint throttles
-    (AdaptiveLimit). 429s and 5xxs are retried here with backoff
+    (AdaptiveLimit); a job takes this process's slot first and the endpoint's global
+    slot (shared by every run) second, so one run never queues at the Prefect server for
+    a slot it could not use. A job's status is polled sparsely while it is queued or far
+    from done and every `first_poll` seconds near its expected end, judged by how long
+    finished jobs ran: a result is seen within ~0.1 s without a flood of polls. 429s and
+    5xxs are retried here with backoff
     and jitter, honouring Retry-After; what still fails is classified: TransientError (5xx,
     429, timeouts, connection errors, TIMED_OUT, a worker out of memory) or PermanentError
     (refused key, bad request, a FAILED job's own error, undecodable output). A job whose
@@ -185,8 +330,8 @@ class RunPodBackend:
 
     name = "runpod"
     attempts = 5  # per HTTP call, for 429 / 5xx / connection errors
-    first_poll = 0.1  # seconds; polling backs off to `slowest_poll`
-    slowest_poll = 1.0
+    first_poll = 0.1  # seconds between polls near a job's expected end
+    slowest_poll = 1.0  # seconds between polls of a job queued or far from done
 
     def __init__(self, settings: NarratorSettings, api_key: str, worker: WorkerSettings) -> None:
         if not settings.runpod_endpoint_id:
@@ -197,8 +342,13 @@ class RunPodBackend:
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, name="runpod-client", daemon=True).start()
         self._client, self.limit = self._call(self._open())
+        self.slots = EndpointSlots(
+            settings.endpoint_limit, lease_seconds=settings.runpod_job_timeout + 120
+        )
+        atexit.register(self.close)
         self.jobs_submitted = 0
         self.in_flight: set[str] = set()
+        self.typical_run: float | None = None  # seconds a job runs (moving average)
 
     async def _open(self) -> tuple[httpx.AsyncClient, AdaptiveLimit]:
         limit = self.settings.runpod_concurrency
@@ -210,7 +360,14 @@ class RunPodBackend:
         return client, AdaptiveLimit(limit)
 
     def _call(self, coroutine: Any) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        """Run `coroutine` on the client's loop in the caller's context (Prefect's settings
+        and run context travel with it) and wait for its answer."""
+        context = contextvars.copy_context()
+
+        async def in_context() -> Any:
+            return await asyncio.get_running_loop().create_task(coroutine, context=context)
+
+        future = asyncio.run_coroutine_threadsafe(in_context(), self._loop)
         try:
             return future.result()
         except BaseException:
@@ -234,19 +391,19 @@ class RunPodBackend:
                 raise
             return f"volume:{audio_prompt_url}"  # only the workers see their volume
 
-    def generate(self, request: GenerateRequest) -> GenerateResult:
-        """One job. Its slot in the endpoint's Prefect global concurrency limit is held while
-        it is in flight, so every run in every process shares the endpoint's workers."""
-        name = self.settings.endpoint_limit
-        if not name:
-            return cast(GenerateResult, self._call(self._generate(request)))
-        from prefect.concurrency.sync import concurrency
+    def prepare(self, jobs: int) -> None:
+        """Create or resize the endpoint's global limit and take its free slots for the
+        first `jobs` jobs, while the Prefect server is not yet busy with their task runs."""
+        ensure_endpoint_limit(self.settings)
+        if jobs:
+            self._call(self.slots.reserve(min(jobs, int(self.limit.window))))
 
-        with concurrency(name, occupy=1, strict=True):
-            return cast(GenerateResult, self._call(self._generate(request)))
+    def generate(self, request: GenerateRequest) -> GenerateResult:
+        """One job, in this process's window and in the endpoint's global limit."""
+        return cast(GenerateResult, self._call(self._generate(request)))
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
-        async with self.limit.slot():
+        async with self.limit.slot(), self.slots.held():
             job = await self._request(
                 "POST",
                 "/run",
@@ -279,9 +436,36 @@ class RunPodBackend:
         while True:
             status = await self._request("GET", f"/status/{job_id}")
             if status.get("status") in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
+                self._learn(status)
                 return status
-            await asyncio.sleep(delay)
             delay = min(delay * 1.5, self.slowest_poll)
+            await asyncio.sleep(self._next_poll(status, delay))
+
+    def _next_poll(self, status: dict[str, Any], backoff: float) -> float:
+        """Seconds to the next poll: until shortly before the job's expected end while it
+        runs, `first_poll` once that is near or past, the backoff while it is queued or
+        nothing has finished yet to judge by."""
+        ran = status.get("executionTime")
+        if self.typical_run is None:  # nothing to judge by yet: poll often
+            return min(backoff, 4 * self.first_poll)
+        if status.get("status") != "IN_PROGRESS" or ran is None:
+            return backoff
+        left = self.typical_run - ran / 1000
+        return min(max(left - self.first_poll, self.first_poll), self.slowest_poll)
+
+    def _learn(self, status: dict[str, Any]) -> None:
+        ran = status.get("executionTime")
+        if status.get("status") != "COMPLETED" or ran is None:
+            return
+        seconds = ran / 1000
+        previous = self.typical_run
+        self.typical_run = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+
+    def close(self) -> None:
+        """Give the endpoint's idle slots back (at exit: other runs need not wait for
+        their leases to expire)."""
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.slots.release_idle(), self._loop).result(10)
 
     def cancel_all(self) -> int:
         """Cancel every job still in flight (a flow run was cancelled); returns how many."""

@@ -13,10 +13,14 @@ import base64
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NONE
+from prefect.results import ResultStore
 from prefect.runtime import task_run as current_task_run
 
 from gpu_worker.errors import PermanentError, TransientError
@@ -171,6 +175,31 @@ def generate_chunk(job: ChunkJob, backend: Backend) -> ChunkAudio:
         audio.backend_seconds,
     )
     return audio
+
+
+CACHE_READERS = 8  # cache entries read at once (an S3 cache answers in tens of ms each)
+
+
+@task(name="find-cached-chunks", cache_policy=NONE)
+def find_cached(jobs: list[ChunkJob], storage: Path | str) -> dict[int, ChunkAudio]:
+    """The chunks an earlier run already made, read from the cache in one pass, so a rerun
+    maps generation tasks only for the rest: a cached chunk costs one read, no task run
+    and no backend call. An entry that is missing or unreadable is a miss."""
+    same_as_task = generate_chunk.with_options(result_storage=storage)
+    store = cast(ResultStore, ResultStore().update_for_task(same_as_task))  # sync call
+
+    def read(job: ChunkJob) -> ChunkAudio | None:
+        try:
+            audio = store.read(job.cache_key).result
+        except Exception:  # absent, partly written or from an older format: generate it
+            return None
+        return audio if isinstance(audio, ChunkAudio) else None
+
+    with ThreadPoolExecutor(CACHE_READERS) as pool:
+        found = dict(zip((job.index for job in jobs), pool.map(read, jobs), strict=True))
+    cached = {index: audio for index, audio in found.items() if audio is not None}
+    get_run_logger().info("%d of %d chunks are in the cache", len(cached), len(jobs))
+    return cached
 
 
 @dataclass(frozen=True)

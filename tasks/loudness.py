@@ -118,18 +118,29 @@ def integrated_loudness(audio: np.ndarray, rate: int) -> float:
     return meter.integrated()
 
 
+def _oversampled(audio: np.ndarray, rate: int) -> np.ndarray:
+    """|audio| at 4x the rate (as BS.1770's true-peak meter), exactly 4 values a sample."""
+    over = soxr.resample(audio.astype(np.float64), rate, 4 * rate)
+    if over.size < 4 * audio.size:
+        over = np.pad(over, (0, 4 * audio.size - over.size))
+    over = over[: 4 * audio.size]
+    return np.abs(over, out=over)  # in place: a second array this size costs page faults
+
+
 def _oversampled_peaks(audio: np.ndarray, rate: int) -> np.ndarray:
-    """Per sample, the largest magnitude the waveform reaches in the interval it starts
-    (4x oversampling, as BS.1770's true-peak meter)."""
-    over = np.abs(soxr.resample(audio.astype(np.float64), rate, 4 * rate))
-    over = np.pad(over, (0, max(0, 4 * audio.size - over.size)))[: 4 * audio.size]
-    return np.maximum(over.reshape(-1, 4).max(axis=1), np.abs(audio))
+    """Per sample, the largest magnitude the waveform reaches in the interval it starts."""
+    quads = _oversampled(audio, rate).reshape(-1, 4)
+    # three pairwise maxima: numpy's max(axis=1) over rows of 4 is ~4x slower
+    peaks = np.maximum(quads[:, 0], quads[:, 1])
+    np.maximum(peaks, quads[:, 2], out=peaks)
+    np.maximum(peaks, quads[:, 3], out=peaks)
+    return np.maximum(peaks, np.abs(audio), out=peaks)
 
 
 def true_peak_db(audio: np.ndarray, rate: int) -> float:
     if audio.size == 0:
         return -math.inf
-    peak = float(_oversampled_peaks(audio, rate).max())
+    peak = max(float(_oversampled(audio, rate).max()), float(np.abs(audio).max()))
     return 20 * math.log10(peak) if peak > 0 else -math.inf
 
 

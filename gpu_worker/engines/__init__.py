@@ -14,6 +14,9 @@ class Engine(Protocol):
     name: str
     sample_rate: int
     clones: bool  # speaks in the voice of a reference clip (audio_prompt_url)
+    # synthesize_batch makes its seeds together (one GPU batch), so a round is made whole;
+    # False: one seed after another, and a round may stop early (accept_score)
+    batches: bool
 
     def voices(self) -> list[str]:
         """Voices this engine can speak with right now (no download needed)."""

@@ -46,6 +46,7 @@ class ChatterboxEngine:
         self.model = model
         self.settings = settings
         self.multilingual = settings.chatterbox_multilingual
+        self.batches = not self.multilingual  # the multilingual loop goes seed by seed
         self.weights = weights
         self.stop_on_eos = True  # benchmarks with random weights turn this off
         self._voices: dict[str, Any] = {}  # reference sha256 -> prepared conditionals

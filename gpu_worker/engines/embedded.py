@@ -18,6 +18,7 @@ class EmbeddedEngine:
     name = "embedded"
     sample_rate = 24000
     clones = False
+    batches = False
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.hibari = HibariEngine(threads=settings.cpu_threads)

@@ -15,6 +15,7 @@ class HibariEngine:
     name = "hibari"
     sample_rate = 24000
     clones = False
+    batches = False
 
     def __init__(self, threads: int = 1) -> None:
         from hibari.voices import DEFAULT

@@ -42,6 +42,7 @@ class PiperEngine:
     name = "piper"
     sample_rate = 24000
     clones = False
+    batches = False
 
     def __init__(self, voices_dir: Path | None = None, threads: int = 1) -> None:
         self._paths = find_voices(voices_dir)

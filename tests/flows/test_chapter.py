@@ -140,6 +140,9 @@ class Endpoint:
     def identity(self, voice: str | None) -> str:
         return self.worker.identity(voice)
 
+    def prepare(self, jobs: int) -> None:
+        pass
+
     def generate(self, request: GenerateRequest) -> GenerateResult:
         if request.text in self.refuse:
             raise PermanentError("job FAILED on the worker: CUDA error: an illegal memory access")

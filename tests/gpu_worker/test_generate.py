@@ -5,9 +5,11 @@ import base64
 import numpy as np
 import pytest
 
+from gpu_worker.engines.chatterbox import ChatterboxEngine
 from gpu_worker.errors import InputError
 from gpu_worker.generate import Worker
 from gpu_worker.schema import GenerateRequest, parse_request
+from gpu_worker.settings import WorkerSettings
 from gpu_worker.wav import decode_wav
 
 TEXT = "The harbour board met on the second floor of the old customs house."
@@ -18,6 +20,7 @@ def test_a_clear_sentence_passes_with_every_score_reported(worker: Worker) -> No
     assert result.passed
     assert result.best_score >= 90
     assert result.metadata.candidates_generated == 3
+    assert result.metadata.candidates_skipped == 0  # early acceptance is off by default
     assert [c.seed for c in result.metadata.candidates] == [7, 8, 9]
     assert len(result.metadata.all_scores) == 3
     assert result.metadata.retries_used == 0
@@ -46,6 +49,62 @@ def test_unreachable_threshold_runs_every_round_and_returns_the_best(worker: Wor
     assert all("below_threshold" in c.reasons for c in candidates)
 
 
+def test_an_excellent_first_candidate_ends_the_round(worker: Worker) -> None:
+    request = GenerateRequest(text=TEXT, n_candidates=3, seed=7, accept_score=50)
+    result = worker.generate(request)
+    assert result.passed
+    assert result.best_score >= 50
+    assert result.metadata.candidates_generated == 1
+    assert result.metadata.candidates_skipped == 2
+    assert [c.seed for c in result.metadata.candidates] == [7]
+    assert "customs house" in result.transcript.lower()
+
+
+def test_early_acceptance_needs_a_passing_candidate(worker: Worker) -> None:
+    """A score above accept_score is not enough: every gate must pass too, so a round where
+    nothing passes is made whole and the next round runs."""
+    request = GenerateRequest(
+        text="Zxqvb Plorkwitz gnarfled the Vrendish quomp.",
+        n_candidates=2,
+        max_retries=1,
+        whisper_threshold=100,
+        accept_score=0,
+        seed=3,
+    )
+    result = worker.generate(request)
+    assert not result.passed
+    assert [(c.round, c.seed) for c in result.metadata.candidates] == [
+        (0, 3),
+        (0, 4),
+        (1, 5),
+        (1, 6),
+    ]
+    assert result.metadata.candidates_skipped == 0
+
+
+def test_a_batching_engine_makes_its_round_in_one_batch(worker: Worker) -> None:
+    """Chatterbox's English model decodes a round's candidates together: early acceptance
+    leaves its batch whole. Its multilingual loop goes seed by seed, so it can stop early."""
+    request = GenerateRequest(text=TEXT, accept_score=90)
+    english = ChatterboxEngine(None, WorkerSettings(engine="chatterbox"), "unloaded")
+    multilingual = ChatterboxEngine(
+        None, WorkerSettings(engine="chatterbox", chatterbox_multilingual=True), "unloaded"
+    )
+    assert Worker(english, worker.validator).groups(request, [4, 5, 6]) == [[4, 5, 6]]
+    assert Worker(multilingual, worker.validator).groups(request, [4, 5]) == [[4], [5]]
+    assert worker.groups(request, [4, 5]) == [[4], [5]]
+    assert worker.groups(GenerateRequest(text=TEXT), [4, 5]) == [[4, 5]]
+
+
+def test_accept_score_is_left_out_of_requests_that_do_not_set_it() -> None:
+    """Chunk cache keys hash the request's dump: a request without the setting dumps as it
+    did before the setting existed, so adding it regenerated nothing."""
+    assert "accept_score" not in GenerateRequest(text=TEXT).model_dump(mode="json")
+    assert GenerateRequest(text=TEXT, accept_score=95).model_dump()["accept_score"] == 95
+    again = GenerateRequest.model_validate(GenerateRequest(text=TEXT, accept_score=95).model_dump())
+    assert again.accept_score == 95
+
+
 def test_the_same_seed_gives_the_same_audio(worker: Worker) -> None:
     first = worker.candidate(GenerateRequest(text=TEXT), 0, seed=11)
     again = worker.candidate(GenerateRequest(text=TEXT), 0, seed=11)
@@ -70,6 +129,7 @@ def test_an_unknown_voice_names_the_available_ones(worker: Worker) -> None:
         ({"text": ""}, r"text: .*at least 1 character"),
         ({"n_candidates": 2}, r"text: Field required"),
         ({"text": "hi", "speed": 2}, r"speed: Extra inputs are not permitted"),
+        ({"text": "hi", "accept_score": 101}, r"accept_score: .*less than or equal to 100"),
         ("not an object", r"input: Input should be a valid dictionary"),
     ],
 )

@@ -1,0 +1,130 @@
+"""A stand-in GPU fleet for benchmarks: the local RunPod endpoint with W worker slots whose
+handler answers after a chosen latency instead of running a model.
+
+    serve(endpoint)                  the endpoint on 127.0.0.1, its base URL
+    LatencyHandler(spec)             one job: sleep the chunk's latency, return its audio
+    fleet(workers, spec)             an Endpoint with `workers` slots of LatencyHandler
+    chapter(chunks, path)            a chapter that splits into exactly `chunks` chunks
+
+A latency spec is `const:SECONDS` or `lognormal:MEDIAN:SIGMA`. A chunk's latency is drawn
+from a generator seeded by its text, so every dispatcher in a benchmark sees the same
+latency for the same chunk. The answer is a real GenerateResult: speech-shaped noise as a
+24 kHz WAV (about 15 characters per second, like narration), so the flow decodes,
+concatenates and measures real audio. Bench-only: nothing in the product imports this.
+"""
+
+import base64
+import hashlib
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import uvicorn
+
+from gpu_worker.endpoint import Endpoint, EndpointConfig
+from gpu_worker.schema import CandidateReport, GenerateMetadata, GenerateResult
+from gpu_worker.wav import encode_wav
+
+RATE = 24000
+CHARS_PER_SECOND = 15.0
+API_KEY = "bench"
+
+
+def serve(endpoint: Endpoint) -> str:
+    """Serve `endpoint` on a free 127.0.0.1 port in a daemon thread; its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(endpoint.app, host="127.0.0.1", port=0, log_level="error")
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+
+
+def latency_of(text: str, spec: str) -> float:
+    """The seconds a chunk of `text` takes under `spec` (the same for every caller)."""
+    kind, *numbers = spec.split(":")
+    values = [float(n) for n in numbers]
+    if kind == "const" and len(values) == 1:
+        return values[0]
+    if kind == "lognormal" and len(values) == 2:
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+        median, sigma = values
+        return float(median * math.exp(sigma * np.random.default_rng(seed).standard_normal()))
+    raise ValueError(f"latency spec {spec!r}: use const:SECONDS or lognormal:MEDIAN:SIGMA")
+
+
+def speechlike(seconds: float, seed: int) -> np.ndarray:
+    """Noise shaped like speech: syllable-rate bursts with short gaps, about -20 dBFS."""
+    rng = np.random.default_rng(seed)
+    n = max(1, round(seconds * RATE))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * np.arange(n) / RATE + rng.uniform(0, 6))
+    return (0.1 * rng.standard_normal(n) * envelope).astype(np.float32)
+
+
+class LatencyHandler:
+    """A worker slot that takes the chunk's latency and returns its audio."""
+
+    def __init__(self, spec: str) -> None:
+        latency_of("", spec)  # a bad spec fails here, not inside a job
+        self.spec = spec
+
+    def __call__(self, job: dict[str, Any]) -> dict[str, Any]:
+        started = time.monotonic()
+        text = str(job["input"]["text"])
+        seconds = max(0.5, len(text) / CHARS_PER_SECOND)
+        audio = speechlike(seconds, len(text))
+        report = CandidateReport(
+            round=0,
+            seed=0,
+            score=100.0,
+            passed=True,
+            transcript=text,
+            duration_seconds=round(seconds, 3),
+            synthesis_ms=0.0,
+            validation_ms=0.0,
+        )
+        result = GenerateResult(
+            audio_base64=base64.b64encode(encode_wav(audio, RATE)).decode("ascii"),
+            best_score=100.0,
+            passed=True,
+            transcript=text,
+            sample_rate=RATE,
+            audio_duration_seconds=round(seconds, 3),
+            metadata=GenerateMetadata(
+                candidates_generated=1,
+                candidates_passed=1,
+                all_scores=[100.0],
+                retries_used=0,
+                generation_time_ms=0.0,
+                validation_time_ms=0.0,
+                engine=f"bench-latency {self.spec}",
+                validator="none",
+                candidates=[report],
+            ),
+        )
+        answer = result.model_dump(mode="json")
+        # the latency is the whole job: making the answer is part of it, not added to it
+        time.sleep(max(0.0, latency_of(text, self.spec) - (time.monotonic() - started)))
+        return answer
+
+
+def fleet(workers: int, spec: str) -> Endpoint:
+    """The local endpoint with `workers` slots, each a LatencyHandler."""
+    return Endpoint(EndpointConfig(api_key=API_KEY), [LatencyHandler(spec)] * workers)
+
+
+WORDS = "harbour lantern gull tide rope anchor keel mast sail pier beacon shore".split()
+
+
+def chapter_text(chunks: int) -> str:
+    """A chapter that splits into exactly `chunks` chunks: one paragraph of about 200
+    characters each (a typical chunk), every one different."""
+    paragraphs = []
+    for i in range(chunks):
+        words = [WORDS[(i * 7 + k * (i % 5 + 1)) % len(WORDS)] for k in range(6)]
+        sentence = f"Paragraph {i + 1} tells of the {' and the '.join(words)}"
+        paragraphs.append(f"{sentence}. The keeper wrote it down in the log that night.")
+    return "\n\n".join(paragraphs) + "\n"
