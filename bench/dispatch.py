@@ -152,7 +152,7 @@ def measure(
 
     print(f"N={chunks} W={workers} L={spec}", flush=True)
     wall = run_flow(
-        source, root / f"out-{chunks}-{workers}-{spec}", root / f"cache-{spec}-{workers}"
+        source, root / f"out-{chunks}-{workers}-{spec}", root / f"cache-{chunks}-{workers}-{spec}"
     )
     row("flow", wall)
     started = time.perf_counter()
@@ -210,6 +210,7 @@ def main() -> None:
     parser.add_argument("--buffer", type=int, default=5, help="jobs queued beyond W")
     parser.add_argument("--sequential-sample", type=int, default=10)
     parser.add_argument("--rerun", default="200,20,const:8", help="N,W,latency")
+    parser.add_argument("--skip", default="", help="N,W,latency configurations to leave out (;)")
     args = parser.parse_args()
 
     rows: list[Row] = []
@@ -219,7 +220,8 @@ def main() -> None:
         for spec in args.latency.split(","):
             for workers in map(int, args.workers.split(",")):
                 for chunks in map(int, args.chunks.split(",")):
-                    rows.extend(measure(root, chunks, workers, spec, args))
+                    if f"{chunks},{workers},{spec}" not in args.skip.split(";"):
+                        rows.extend(measure(root, chunks, workers, spec, args))
         n, w, spec = args.rerun.split(",")
         cached = rerun(root, int(n), int(w), spec, args.buffer)
 
