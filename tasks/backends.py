@@ -206,7 +206,6 @@ class EndpointSlots:
         self.lease_seconds = lease_seconds + self.reuse_seconds
         # idle leases: ((lease id, when it was granted), idle since)
         self._idle: list[tuple[tuple[str, float], float]] = []
-        self.granted = 0  # leases asked of the server (the rest were reused)
         self._client: Any = None
         self.active = 0  # jobs holding a lease now
 
@@ -228,17 +227,14 @@ class EndpointSlots:
                 self._idle.append((lease, time.monotonic()))
                 await asyncio.shield(self.release_idle())
 
-    async def reserve(self, slots: int) -> int:
+    async def reserve(self, slots: int) -> None:
         """Take up to `slots` free slots now, one after another, without waiting for
-        others' to free up; returns how many."""
-        taken = 0
+        others' to free up."""
         while self.name and len(self._idle) < slots:
             lease = await self._acquire(wait=False)
             if lease is None:
-                break
+                return
             self._keep(lease)
-            taken += 1
-        return taken
 
     def _keep(self, lease: tuple[str, float]) -> None:
         entry = (lease, time.monotonic())
@@ -286,7 +282,6 @@ class EndpointSlots:
                     f"the Prefect global concurrency limit {self.name!r} does not exist; "
                     "narrate_chapter creates it, or set NARRATOR_ENDPOINT_LIMIT='' for none"
                 )
-            self.granted += 1
             return str(body["lease_id"]), time.monotonic()
         raise TransientError(f"no slot in the Prefect concurrency limit {self.name!r} yet")
 
