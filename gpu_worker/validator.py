@@ -93,9 +93,10 @@ def _file_digest(path: str) -> str:
 
 
 class Validator:
-    """Transcribes candidate audio. Safe to share between threads (CTranslate2 is)."""
+    """Transcribes candidate audio. Safe to share between threads (CTranslate2 is); with
+    `workers` > 1 that many threads transcribe at the same time (one at a time otherwise)."""
 
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, workers: int = 1) -> None:
         from faster_whisper import WhisperModel
 
         self.model_path = resolve_model(settings.whisper_model)
@@ -104,7 +105,9 @@ class Validator:
             device=settings.whisper_device,
             compute_type=settings.whisper_compute_type,
             cpu_threads=settings.cpu_threads,
+            num_workers=workers,
         )
+        self.workers = workers
         self._beam_size = settings.whisper_beam_size
         self.hotwords = settings.whisper_hotwords
         self.english_only = settings.whisper_model.endswith(".en") or self.model_path.endswith(

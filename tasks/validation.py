@@ -1,18 +1,24 @@
 """Phase 3: the finished chapter heard end to end and compared with its text, the check
 people otherwise make by hand (seed 001's validation protocol).
 
-The chapter is transcribed with word times; every heard word goes to the chunk whose span
-in the chapter holds it (Placement), and each chunk's text is aligned with what was heard
-in its span. That keeps the alignment linear in the chapter's length, and names the chunk
-where anything went wrong. A flagged chunk is heard once more on its own before it is
-reported (`recheck`):
+The chapter is heard in windows of about WINDOW_SECONDS, cut in the pauses between chunks
+and read from the file one at a time, several side by side (`CHECK_WORKERS` on the cores
+there are): memory stays flat however long the chapter (a 3-hour chapter heard whole needed
+~8-11 GB) and the check runs on every core. Each heard word goes to the window's chunk whose
+span holds it (Placement), and each chunk's text is aligned with what was heard in its
+span. That keeps the alignment linear in the chapter's length, and names the chunk where
+anything went wrong. A flagged chunk is heard once more on its own before it is reported
+(`recheck`):
     content_loss   words of the text not heard
     repetition     a phrase of the text heard twice
     garble         words heard wrong, or heard that are not in the text
 """
 
+import itertools
 import json
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -33,6 +39,8 @@ from tasks.text import Chunk
 MIN_WORDS = 3  # a flag needs at least this many words wrong ...
 LOSS_SHARE = 0.2  # ... and this share of the chunk's words missing (content_loss)
 GARBLE_SHARE = 0.35  # ... or this share wrong or extra (garble)
+WINDOW_SECONDS = 120.0  # the chapter is heard in windows about this long, cut between chunks
+CHECK_WORKERS = max(1, min(4, os.cpu_count() or 1))  # windows heard at once
 
 
 @dataclass(frozen=True)
@@ -104,27 +112,86 @@ def judge(chunk: Chunk, placement: Placement, heard: list[Word]) -> ChunkFinding
 
 @cache
 def _validator(settings: WorkerSettings) -> Validator:
-    return Validator(settings)
+    return Validator(settings, workers=CHECK_WORKERS)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Chunks first..last (inclusive) and the stretch of the chapter that holds them, from
+    the middle of the pause before the first to the middle of the pause after the last."""
+
+    first: int
+    last: int
+    start: float
+    end: float
+
+
+def windows(placements: list[Placement], length: float = WINDOW_SECONDS) -> list[Window]:
+    """Consecutive chunks grouped into windows of at least `length` seconds (the last one
+    takes what is left), cut in the middle of the pause between two chunks."""
+    cuts = [(a.end + b.start) / 2 for a, b in itertools.pairwise(placements)]
+    found, first, start = [], 0, 0.0
+    for i, cut in enumerate(cuts):
+        if cut - start >= length:
+            found.append(Window(first, i, start, cut))
+            first, start = i + 1, cut
+    found.append(Window(first, len(placements) - 1, start, float("inf")))
+    return found
+
+
+def read_span(path: Path, start: float, end: float) -> tuple[np.ndarray, int]:
+    """Seconds start..end of the WAV at `path` (end may be inf), as float32."""
+    with sf.SoundFile(str(path)) as f:
+        first = min(f.frames, int(start * f.samplerate))
+        last = f.frames if end == float("inf") else min(f.frames, int(end * f.samplerate))
+        f.seek(first)
+        return f.read(last - first, dtype="float32"), f.samplerate
+
+
+def hear_window(
+    path: Path,
+    window: Window,
+    chunks: list[Chunk],
+    placements: list[Placement],
+    validator: Validator,
+) -> list[ChunkFinding]:
+    """Transcribe one window, judge each of its chunks by the words heard in its span and
+    hear a flagged chunk once more on its own."""
+    audio, rate = read_span(path, window.start, window.end)
+    # No hotwords here: on long audio they made Whisper drop text (the corpus's chapter WER
+    # rose on every text); the candidates were already scored with them.
+    heard = [
+        replace(w, start=w.start + window.start, end=w.end + window.start)
+        for w in validator.transcribe(audio, rate).words
+    ]
+    span = range(window.first, window.last + 1)
+    local = [placements[i] for i in span]
+    findings = [
+        judge(chunks[i], placements[i], words)
+        for i, words in zip(span, assign(heard, local), strict=True)
+    ]
+    return [
+        recheck(f, chunks[f.index], placements[f.index], audio, rate, window.start, validator)
+        if f.flags
+        else f
+        for f in findings
+    ]
 
 
 def validate(
-    path: Path, chunks: list[Chunk], placements: list[Placement], validator: Validator
+    path: Path,
+    chunks: list[Chunk],
+    placements: list[Placement],
+    validator: Validator,
+    window: float = WINDOW_SECONDS,
 ) -> ChapterValidation:
-    audio, rate = sf.read(str(path), dtype="float32")
     started = time.perf_counter()
-    # No hotwords here: on long audio they made Whisper drop text (the corpus's chapter WER
-    # rose on every text); the candidates were already scored with them.
-    heard = validator.transcribe(audio, rate)
-    findings = [
-        judge(c, p, words)
-        for c, p, words in zip(
-            chunks, placements, assign(list(heard.words), placements), strict=True
+    with ThreadPoolExecutor(validator.workers) as pool:
+        heard = pool.map(
+            lambda w: hear_window(path, w, chunks, placements, validator),
+            windows(placements, window),
         )
-    ]
-    findings = [
-        recheck(f, chunks[f.index], placements[f.index], audio, rate, validator) if f.flags else f
-        for f in findings
-    ]
+        findings = [finding for window in heard for finding in window]
     seconds = time.perf_counter() - started
     errors = sum(f.deletions + f.insertions + f.substitutions for f in findings)
     total = sum(f.words for f in findings)
@@ -143,12 +210,14 @@ def recheck(
     placement: Placement,
     audio: np.ndarray,
     rate: int,
+    offset: float,
     validator: Validator,
 ) -> ChunkFinding:
     """Hear a flagged chunk's span on its own, as a person re-listens to a suspicious
     passage. Whisper's long-form pass sometimes skips a sentence that is there (seen on the
-    sample chapter); a real problem, such as a swapped chunk, is heard again."""
-    start, end = max(0.0, placement.start - 0.2), placement.end + 0.2
+    sample chapter); a real problem, such as a swapped chunk, is heard again. `audio` starts
+    `offset` seconds into the chapter."""
+    start, end = max(0.0, placement.start - 0.2 - offset), placement.end + 0.2 - offset
     span = audio[int(start * rate) : int(end * rate)]
     again = judge(chunk, placement, list(validator.transcribe(span, rate).words))
     return replace(

@@ -9,7 +9,7 @@ from gpu_worker.schema import GenerateRequest
 from gpu_worker.validator import Word
 from tasks.audio import AudioOptions, Placement, concatenate
 from tasks.text import Chunk
-from tasks.validation import assign, judge, validate
+from tasks.validation import Window, assign, judge, validate, windows
 
 TEXTS = [
     "The harbour board met on the second floor of the old customs house.",
@@ -55,6 +55,30 @@ def test_a_swapped_chunk_is_found_and_named(tmp_path: Path, audio: list, worker:
     finding = result.chunks[2]
     assert "garble" in finding.flags or "content_loss" in finding.flags
     assert "motion passed" in finding.heard
+
+
+def test_a_chapter_heard_in_short_windows_names_the_same_chunk(
+    tmp_path: Path, audio: list, worker: Worker
+) -> None:
+    path, placements = narrate(tmp_path, audio, [0, 1, 4, 3, 4])
+    chunks = [chunk(i, t) for i, t in enumerate(TEXTS)]
+    assert len(windows(placements, 6.0)) >= 2
+    result = validate(path, chunks, placements, worker.validator, window=6.0)
+    assert result.flagged == [2]
+    assert [f.index for f in result.chunks] == [0, 1, 2, 3, 4]
+    clean = [f for f in result.chunks if not f.flags]
+    assert all(f.wer < 0.2 for f in clean), [(f.index, f.heard) for f in clean]
+
+
+def test_windows_are_cut_in_the_pauses_and_cover_every_chunk() -> None:
+    placements = [Placement(0.5 + 10 * i, 8.5 + 10 * i) for i in range(7)]  # 2 s pauses
+    found = windows(placements, 25.0)
+    assert found == [
+        Window(0, 2, 0.0, 29.5),
+        Window(3, 5, 29.5, 59.5),
+        Window(6, 6, 59.5, float("inf")),
+    ]
+    assert windows(placements[:1], 25.0) == [Window(0, 0, 0.0, float("inf"))]
 
 
 def words(text: str, start: float) -> list[Word]:
