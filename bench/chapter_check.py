@@ -13,10 +13,8 @@ flagged. Writes the figures as JSON to bench/results/.
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-RESULTS = Path(__file__).parent / "results"
+from bench.record import save
+
 SAMPLE = Path(__file__).parents[1] / "samples" / "the-keeper-of-lantern-rock.md"
 GAP_S = 1.6  # silence between two copies of the chapter (a section pause)
 
@@ -147,20 +146,7 @@ def main() -> None:
             f"{r['audio_per_wall_second']} | {r['rss_after_model_mb']} | "
             f"**{r['peak_rss_mb']}** | {100 * r['wer']:.2f} % | {r['flagged']} |"
         )
-    RESULTS.mkdir(exist_ok=True)
-    today = datetime.date.today().isoformat()
-    out = RESULTS / f"chapter-check-{today}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "date": today,
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                "python": platform.python_version(),
-                "rows": rows,
-            },
-            indent=2,
-        )
-    )
+    out = save("chapter-check", {"rows": rows})
     print(f"\nwritten {out}")
 
 

@@ -6,7 +6,10 @@ content hash (not its URL) and the backend identity (engine, model and voice has
 model and settings). Editing one
 sentence changes one key; changing the voice or the engine changes them all. Results are
 persisted under that key in the result storage the flow configures, so any later run, in
-any process, reuses them without calling the backend.
+any process, reuses them without calling the backend. The cache is also where a run keeps
+its chunks' audio: a run holds each chunk's record `without_audio()` and concatenation
+reads the audio back (`read_chunk`) as it joins, so a 3-hour chapter's ~520 MB of WAV is
+never in memory at once.
 """
 
 import base64
@@ -14,7 +17,7 @@ import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -54,6 +57,10 @@ class ChunkAudio:
     retries_used: int  # extra best-of-N rounds on the worker
     attempts: int  # task attempts (transient failures retried)
     backend_seconds: float
+
+    def without_audio(self) -> "ChunkAudio":
+        """This record with its WAV bytes left to the cache: what a run keeps per chunk."""
+        return replace(self, wav=b"")
 
 
 def cache_key(request: GenerateRequest, backend_identity: str, voice: str | None = None) -> str:
@@ -139,6 +146,7 @@ def _job_key(context: Any, parameters: dict[str, Any]) -> str:
     task_run_name="chunk-{job.index:04d}",
     cache_key_fn=_job_key,
     persist_result=True,
+    cache_result_in_memory=False,  # Prefect's store would keep the last 1,000 chunks' audio
     retries=4,  # flows set retries and delays from NarratorSettings (chunk_retries)
     retry_delay_seconds=[2, 10, 30, 60],
     retry_jitter_factor=0.5,
@@ -180,20 +188,34 @@ def generate_chunk(job: ChunkJob, backend: Backend) -> ChunkAudio:
 CACHE_READERS = 8  # cache entries read at once (an S3 cache answers in tens of ms each)
 
 
+def chunk_store(storage: Path | str) -> ResultStore:
+    """The chunk cache in `storage` (a folder or a saved S3 block), as `generate_chunk`
+    writes it."""
+    same_as_task = generate_chunk.with_options(result_storage=storage)
+    return cast(ResultStore, ResultStore().update_for_task(same_as_task))  # sync call
+
+
+def read_chunk(store: ResultStore, key: str) -> ChunkAudio | None:
+    """The cached chunk under `key`; None when it is missing or unreadable (absent, partly
+    written or from an older format)."""
+    try:
+        audio = store.read(key).result
+    except Exception:
+        return None
+    return audio if isinstance(audio, ChunkAudio) else None
+
+
 @task(name="find-cached-chunks", cache_policy=NONE)
 def find_cached(jobs: list[ChunkJob], storage: Path | str) -> dict[int, ChunkAudio]:
-    """The chunks an earlier run already made, read from the cache in one pass, so a rerun
-    maps generation tasks only for the rest: a cached chunk costs one read, no task run
-    and no backend call. An entry that is missing or unreadable is a miss."""
-    same_as_task = generate_chunk.with_options(result_storage=storage)
-    store = cast(ResultStore, ResultStore().update_for_task(same_as_task))  # sync call
+    """The chunks an earlier run already made, read from the cache in one pass (without
+    their audio, which concatenation reads again), so a rerun maps generation tasks only
+    for the rest: a cached chunk costs two reads, no task run and no backend call. An entry
+    that is missing or unreadable is a miss."""
+    store = chunk_store(storage)
 
     def read(job: ChunkJob) -> ChunkAudio | None:
-        try:
-            audio = store.read(job.cache_key).result
-        except Exception:  # absent, partly written or from an older format: generate it
-            return None
-        return audio if isinstance(audio, ChunkAudio) else None
+        audio = read_chunk(store, job.cache_key)
+        return audio.without_audio() if audio else None
 
     with ThreadPoolExecutor(CACHE_READERS) as pool:
         found = dict(zip((job.index for job in jobs), pool.map(read, jobs), strict=True))
@@ -207,6 +229,6 @@ class ChunkOutcome:
     """What became of one chunk in this run."""
 
     job: ChunkJob
-    audio: ChunkAudio | None  # None when it failed
+    audio: ChunkAudio | None  # without its audio (the cache holds it); None when it failed
     cached: bool  # reused from an earlier run: no backend call
     error: str | None = None

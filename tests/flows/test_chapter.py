@@ -25,6 +25,7 @@ from tasks.encode import decoded_seconds
 from tasks.generate import ChunkJob, plan_jobs
 from tasks.loudness import integrated_loudness, true_peak_db
 from tasks.settings import NarratorSettings
+from tasks.storage import result_storage
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -151,7 +152,8 @@ class Endpoint:
 
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
 def generate_flow(jobs: list[ChunkJob], endpoint: Endpoint, settings: NarratorSettings) -> None:
-    generate(jobs, endpoint, settings, FAST, "numbered")
+    storage = result_storage(settings.cache_dir, settings.s3_endpoint_url)
+    generate(jobs, endpoint, storage, settings, FAST, "numbered")
 
 
 def test_failed_chunks_are_all_named_after_the_others_finish(

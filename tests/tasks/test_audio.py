@@ -7,7 +7,8 @@ import pytest
 import soundfile as sf
 
 from gpu_worker.errors import PermanentError
-from gpu_worker.wav import encode_wav
+from gpu_worker.schema import GenerateRequest
+from gpu_worker.wav import decode_wav, encode_wav
 from tasks.audio import (
     AudioOptions,
     Placement,
@@ -17,7 +18,7 @@ from tasks.audio import (
     tighten,
     trim,
 )
-from tasks.generate import ChunkAudio
+from tasks.generate import ChunkAudio, ChunkJob, chunk_store
 from tasks.loudness import LoudnessOptions, integrated_loudness, limit, true_peak_db
 from tasks.storage import OutputDir
 from tasks.text import Break
@@ -146,11 +147,61 @@ def chunk_audio(samples: np.ndarray) -> ChunkAudio:
     )
 
 
+def cached(storage: Path, *audio: ChunkAudio) -> list[ChunkJob]:
+    """Jobs whose chunks are in the cache at `storage`, as generate_chunk leaves them."""
+    store = chunk_store(storage)
+    jobs = []
+    for index, chunk in enumerate(audio):
+        job = ChunkJob(index, GenerateRequest(text=f"chunk {index}"), f"key-{index}")
+        store.write(chunk, key=job.cache_key)
+        jobs.append(job)
+    return jobs
+
+
+def test_chunks_are_read_from_the_cache_as_they_are_joined(tmp_path: Path) -> None:
+    audio = [chunk_audio(speech(0.5)), chunk_audio(speech(0.8, hz=220.0)), chunk_audio(speech(0.4))]
+    jobs = cached(tmp_path / "cache", *audio)
+    path = tmp_path / "ch.wav"
+    placements = concatenate_chapter.fn(
+        jobs, tmp_path / "cache", ["sentence", "paragraph", "end"], OPTIONS, path, LoudnessOptions()
+    )
+    direct = concatenate(
+        [
+            (*decode_wav(a.wav), k)
+            for a, k in zip(audio, ["sentence", "paragraph", "end"], strict=True)
+        ],
+        OPTIONS,
+        tmp_path / "direct.wav",
+        LoudnessOptions(),
+    )
+    assert placements == direct
+    assert path.read_bytes() == (tmp_path / "direct.wav").read_bytes()
+
+
+def test_a_chunk_gone_from_the_cache_is_named(tmp_path: Path) -> None:
+    jobs = cached(tmp_path / "cache", chunk_audio(speech(0.5)))
+    gone = ChunkJob(1, GenerateRequest(text="chunk 1"), "key-gone")
+    with pytest.raises(PermanentError, match=r"chunk 1 is no longer in the chunk cache.*rerun"):
+        concatenate_chapter.fn(
+            [*jobs, gone],
+            tmp_path / "cache",
+            ["sentence", "end"],
+            OPTIONS,
+            tmp_path / "ch.wav",
+            LoudnessOptions(),
+        )
+
+
 def test_a_failure_midway_leaves_no_final_file_and_keeps_the_previous(tmp_path: Path) -> None:
     final = tmp_path / "out"
     first = OutputDir(str(final))
     concatenate_chapter.fn(
-        [chunk_audio(speech(0.5))], ["end"], OPTIONS, first.path("ch.wav"), LoudnessOptions()
+        cached(tmp_path / "one", chunk_audio(speech(0.5))),
+        tmp_path / "one",
+        ["end"],
+        OPTIONS,
+        first.path("ch.wav"),
+        LoudnessOptions(),
     )
     first.write_text("metadata.json", '{"run": 1}')
     first.publish(last="metadata.json")
@@ -161,7 +212,8 @@ def test_a_failure_midway_leaves_no_final_file_and_keeps_the_previous(tmp_path: 
     with pytest.raises(PermanentError, match="not decodable"):
         try:
             concatenate_chapter.fn(
-                [chunk_audio(speech(0.5)), corrupt],
+                cached(tmp_path / "two", chunk_audio(speech(0.5)), corrupt),
+                tmp_path / "two",
                 ["sentence", "end"],
                 OPTIONS,
                 second.path("ch.wav"),

@@ -1,0 +1,24 @@
+"""Where a benchmark's figures go: bench/results/NAME-DATE.json, with the machine and date."""
+
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def save(name: str, figures: dict[str, Any]) -> Path:
+    """Write `figures` with today's date, the machine and Python; returns the file."""
+    RESULTS.mkdir(exist_ok=True)
+    today = datetime.date.today().isoformat()
+    path = RESULTS / f"{name}-{today}.json"
+    header = {
+        "date": today,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+    }
+    path.write_text(json.dumps({**header, **figures}, indent=2))
+    return path
