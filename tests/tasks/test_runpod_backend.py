@@ -18,7 +18,7 @@ from gpu_worker.generate import Worker
 from gpu_worker.handler import handle
 from gpu_worker.schema import GenerateRequest
 from gpu_worker.settings import WorkerSettings
-from tasks.backends import RunPodBackend
+from tasks.runpod import RunPodBackend
 from tasks.settings import NarratorSettings
 
 KEY = "test-key-5678"
