@@ -124,6 +124,10 @@ def run(
         int, _opt(GenerationParams, "max_retries", "--max-retries", min=0, max=10)
     ] = _default(GenerationParams, "max_retries"),
     seed: Annotated[int, _opt(GenerationParams, "seed", "--seed", min=0)] = 0,
+    accept_score: Annotated[
+        float | None,
+        _opt(GenerationParams, "accept_score", "--accept-score", min=0, max=100),
+    ] = None,
     target_chars: Annotated[
         int, _opt(ChunkingOptions, "target_chars", "--target-chars")
     ] = _default(ChunkingOptions, "target_chars"),
@@ -232,6 +236,7 @@ def run(
                 whisper_threshold=threshold,
                 max_retries=max_retries,
                 seed=seed,
+                accept_score=accept_score,
             ),
             chunking=ChunkingOptions(target_chars=target_chars, max_chars=max_chars),
             audio=AudioOptions(

@@ -26,6 +26,7 @@ def test_help_explains_every_option() -> None:
         "--threshold",
         "--max-retries",
         "--seed",
+        "--accept-score",
         "--target-chars",
         "--max-chars",
         "--sentence-pause",
@@ -60,6 +61,8 @@ def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
             str(tmp_path / "out"),
             "-n",
             "1",
+            "--accept-score",
+            "90",
         ],
         env=env,
         capture_output=True,
@@ -83,6 +86,7 @@ def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
     ]
     meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert meta["options"]["generation"]["n_candidates"] == 1
+    assert meta["options"]["generation"]["accept_score"] == 90
 
 
 @pytest.mark.parametrize(
