@@ -112,8 +112,11 @@ class LatencyHandler:
 
 
 def fleet(workers: int, spec: str) -> Endpoint:
-    """The local endpoint with `workers` slots, each a LatencyHandler."""
-    return Endpoint(EndpointConfig(api_key=API_KEY), [LatencyHandler(spec)] * workers)
+    """The local endpoint with `workers` slots, each a LatencyHandler. Finished jobs are
+    kept an hour whichever way they came (RunPod forgets a /runsync job after a minute),
+    so a benchmark's makespan sees every job."""
+    config = EndpointConfig(api_key=API_KEY, run_retention_s=3600, runsync_retention_s=3600)
+    return Endpoint(config, [LatencyHandler(spec)] * workers)
 
 
 WORDS = "harbour lantern gull tide rope anchor keel mast sail pier beacon shore".split()
