@@ -288,7 +288,7 @@ def generate(
         for outcome in outcomes.values():
             progress.finished(outcome)
     missing = [job for job in jobs if job.index not in outcomes]
-    backend.prepare([job.request for job in missing])
+    backend.prepare(len(missing))
     task = generate_chunk.with_options(
         result_storage=storage,
         refresh_cache=options.refresh_cache,

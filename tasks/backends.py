@@ -34,8 +34,8 @@ class Backend(Protocol):
         """Best-of-N audio for one chunk. Raises TransientError or PermanentError."""
         ...
 
-    def prepare(self, requests: list[GenerateRequest]) -> None:
-        """Get ready for these generate calls (or start them), before their tasks start."""
+    def prepare(self, jobs: int) -> None:
+        """Get ready for `jobs` generate calls, before their tasks start."""
         ...
 
 
@@ -77,7 +77,7 @@ class LocalBackend:
         finally:
             self._idle.put(worker)
 
-    def prepare(self, requests: list[GenerateRequest]) -> None:
+    def prepare(self, jobs: int) -> None:
         """Nothing to do: models load on first use."""
 
     def generate(self, request: GenerateRequest) -> GenerateResult:

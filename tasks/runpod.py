@@ -250,9 +250,6 @@ class RunPodBackend:
         atexit.register(self.close)
         self.jobs_submitted = 0
         self.in_flight: set[str] = set()
-        # jobs `prepare` submitted before their task runs started, by request: their slots
-        # (to give back when the job is over) and job id, taken over by `_generate`
-        self._early: dict[str, list[tuple[contextlib.AsyncExitStack, str]]] = {}
         self.typical_run: float | None = None  # seconds a job runs (moving average)
 
     async def _open(self) -> tuple[httpx.AsyncClient, AdaptiveLimit]:
@@ -296,79 +293,45 @@ class RunPodBackend:
                 raise
             return f"volume:{audio_prompt_url}"  # only the workers see their volume
 
-    def prepare(self, requests: list[GenerateRequest]) -> None:
-        """Create or resize the endpoint's global limit, then submit the first window of
-        jobs at once, while Prefect is still starting their task runs (each task run takes
-        its job over): the fleet is busy from the start instead of filling up as task runs
-        start, which took ~0.7 s for 25 jobs on a busy Prefect server."""
+    def prepare(self, jobs: int) -> None:
+        """Create or resize the endpoint's global limit and take its free slots for the
+        first `jobs` jobs, while the Prefect server is not yet busy with their task runs."""
         ensure_endpoint_limit(self.settings)
-        first = requests[: max(0, int(self.limit.window) - self.limit.in_flight)]
-        if first:
-            self._call(self.slots.reserve(len(first)))
-            self._call(self._submit_early(first))
-
-    async def _submit_early(self, requests: list[GenerateRequest]) -> None:
-        async def one(request: GenerateRequest) -> None:
-            hold = await self._hold()
-            try:
-                job_id = await self._submit(request)
-            except Exception:  # its task submits it again and reports what went wrong
-                await hold.aclose()
-                return
-            self._early.setdefault(request.model_dump_json(), []).append((hold, job_id))
-
-        await asyncio.gather(*(one(r) for r in requests))
+        if jobs:
+            self._call(self.slots.reserve(min(jobs, int(self.limit.window))))
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
         """One job, in this process's window and in the endpoint's global limit."""
         return cast(GenerateResult, self._call(self._generate(request)))
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
-        early = self._early.get(request.model_dump_json())
-        hold, job_id = early.pop() if early else (await self._hold(), None)
-        async with hold:
-            job_id = job_id or await self._submit(request)
+        async with self.limit.slot(), self.slots.held():
+            job = await self._request(
+                "POST",
+                "/run",
+                json={
+                    "input": request.model_dump(mode="json"),
+                    "policy": {"executionTimeout": int(self.settings.runpod_job_timeout * 1000)},
+                },
+            )
+            self.jobs_submitted += 1
+            self.in_flight.add(job["id"])
             try:
                 async with asyncio.timeout(self.settings.runpod_job_timeout):
-                    status = await self._wait(job_id)
+                    status = await self._wait(job["id"])
             except (asyncio.CancelledError, TimeoutError) as stopped:
-                await asyncio.shield(self._cancel(job_id))
+                await asyncio.shield(self._cancel(job["id"]))
                 if isinstance(stopped, TimeoutError):
                     raise TransientError(
-                        f"job {job_id} took longer than "
+                        f"job {job['id']} took longer than "
                         f"{self.settings.runpod_job_timeout:g} s; cancelled"
                     ) from stopped
                 raise
             finally:
-                self.in_flight.discard(job_id)
+                self.in_flight.discard(job["id"])
             if status.get("status") == "COMPLETED":
                 await self.limit.succeeded()
-        return _result(job_id, status)
-
-    async def _hold(self) -> contextlib.AsyncExitStack:
-        """A slot in this process's window, then one in the endpoint's global limit; both
-        are given back when the returned stack closes."""
-        hold = contextlib.AsyncExitStack()
-        try:
-            await hold.enter_async_context(self.limit.slot())
-            await hold.enter_async_context(self.slots.held())
-        except BaseException:
-            await hold.aclose()
-            raise
-        return hold
-
-    async def _submit(self, request: GenerateRequest) -> str:
-        job = await self._request(
-            "POST",
-            "/run",
-            json={
-                "input": request.model_dump(mode="json"),
-                "policy": {"executionTimeout": int(self.settings.runpod_job_timeout * 1000)},
-            },
-        )
-        self.jobs_submitted += 1
-        self.in_flight.add(job["id"])
-        return str(job["id"])
+        return _result(job["id"], status)
 
     async def _wait(self, job_id: str) -> dict[str, Any]:
         delay = self.first_poll
@@ -407,15 +370,11 @@ class RunPodBackend:
             asyncio.run_coroutine_threadsafe(self.slots.release_idle(), self._loop).result(10)
 
     def cancel_all(self) -> int:
-        """Cancel every job still in flight (a flow run was cancelled or crashed), those no
-        task took over included; returns how many."""
+        """Cancel every job still in flight (a flow run was cancelled); returns how many."""
         jobs = list(self.in_flight)
 
         async def cancel() -> None:
             await asyncio.gather(*(self._cancel(job) for job in jobs))
-            early, self._early = self._early, {}
-            for hold, _ in (entry for entries in early.values() for entry in entries):
-                await hold.aclose()
 
         self._call(cancel())
         return len(jobs)

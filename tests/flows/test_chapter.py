@@ -141,7 +141,7 @@ class Endpoint:
     def identity(self, voice: str | None) -> str:
         return self.worker.identity(voice)
 
-    def prepare(self, requests: list[GenerateRequest]) -> None:
+    def prepare(self, jobs: int) -> None:
         pass
 
     def generate(self, request: GenerateRequest) -> GenerateResult:

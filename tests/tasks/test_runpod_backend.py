@@ -56,30 +56,6 @@ def test_a_chunk_is_generated_on_the_endpoint(
     assert result.audio_base64 == worker.generate(REQUEST).audio_base64  # same seeds, same audio
 
 
-def test_prepare_starts_the_first_window_and_generate_takes_those_jobs_over(
-    connect: Callable[..., RunPodBackend], endpoint: Endpoint
-) -> None:
-    backend = connect(runpod_concurrency=2)
-    texts = ["The beam swept out.", "The gulls went quiet.", "The tide turned at six."]
-    requests = [REQUEST.model_copy(update={"text": t}) for t in texts]
-    backend.prepare(requests)
-    assert sorted(j.input["text"] for j in endpoint.jobs.values()) == sorted(texts[:2])
-    results = [backend.generate(r) for r in requests]
-    assert all(r.passed for r in results)
-    assert len(endpoint.jobs) == 3 and backend.jobs_submitted == 3  # none submitted twice
-    assert backend.in_flight == set() and backend.limit.in_flight == 0
-
-
-def test_cancel_all_cancels_jobs_no_task_took_over(
-    connect: Callable[..., RunPodBackend], endpoint: Endpoint
-) -> None:
-    backend = connect(runpod_concurrency=2)
-    backend.prepare([REQUEST.model_copy(update={"text": t}) for t in ("One.", "Two.")])
-    assert backend.cancel_all() == 2
-    assert backend.limit.in_flight == 0  # their slots are free again
-    assert backend.generate(REQUEST).passed
-
-
 def test_a_refused_key_is_permanent_and_says_so(connect: Callable[..., RunPodBackend]) -> None:
     with pytest.raises(PermanentError, match=r"RunPod refused the API key \(HTTP 401\)"):
         connect(key="not-the-key").generate(REQUEST)
