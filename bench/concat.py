@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-RESULTS = Path(__file__).parent / "results"
+from bench.record import save
+
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 24000
 BREAKS = ["sentence", "clause", "turn", "paragraph", "section"]
@@ -283,9 +284,7 @@ def main() -> None:
 
     figures = run(args.hours, args.chunk_seconds, args.profile)
     table(figures)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"concat-{figures['date']}.json"
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    out = save("concat", figures)
     print(f"\nwritten to {out}")
 
 

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import datetime
 import heapq
-import json
 import math
 import platform
 import time
@@ -43,12 +42,12 @@ from pathlib import Path
 import httpx
 
 from bench.latency import API_KEY, chapter_text, fleet, latency_of, serve
+from bench.record import save
 from flows.chapter import NarrationOptions, narrate_chapter
 from gpu_worker.endpoint import Endpoint
 from gpu_worker.schema import GenerateRequest, GenerationParams
 from tasks.text import ChunkingOptions, make_chunks
 
-RESULTS = Path(__file__).parent / "results"
 OPTIONS = NarrationOptions(
     generation=GenerationParams(n_candidates=1, max_retries=0),
     formats=[],
@@ -234,9 +233,7 @@ def main() -> None:
         "rows": [{**asdict(r), "efficiency": round(r.efficiency, 4)} for r in rows],
         "cached_rerun": cached,
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"dispatch-{figures['date']}.json"
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    out = save("dispatch", figures)
     print(f"\nwritten to {out}")
     assert all(math.isfinite(r.efficiency) for r in rows)
 

@@ -39,10 +39,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 
+from bench.record import save
 from flows.chapter import NarrationOptions, narrate_chapter
 from gpu_worker.schema import GenerationParams
 
-RESULTS = Path(__file__).parent / "results"
 SAMPLE = Path(__file__).parents[1] / "samples" / "the-keeper-of-lantern-rock.md"
 WARM_UP_CHARS = 400  # a few chunks: enough for every worker to load its models
 # task functions, as Prefect's task keys name them
@@ -292,10 +292,7 @@ def main() -> None:
     }
     print(table(rows))
     print(f"\nwarm-up (Prefect's temporary server, models loading): {warm_up:.1f} s, not counted")
-    RESULTS.mkdir(exist_ok=True)
-    suffix = "" if args.chars is None else f"-{args.chars}chars"
-    out = RESULTS / f"embedded-{figures['date']}{suffix}.json"
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    out = save("embedded", figures, "" if args.chars is None else f"-{args.chars}chars")
     print(f"written to {out}")
 
 

@@ -60,6 +60,7 @@ from bench.prefect_harness import (
     task_runs,
     wait_recorded,
 )
+from bench.record import save
 from flows.batch import narrate_batch
 from flows.chapter import NarrationOptions, narrate_chapter
 from gpu_worker.schema import GenerateRequest, GenerationParams
@@ -68,7 +69,6 @@ from tasks.backends import open_backend
 from tasks.settings import NarratorSettings
 from tasks.text import ChunkingOptions, make_chunks
 
-RESULTS = Path(__file__).parent / "results"
 THREADS = 32  # as flows/chapter.py's task runner (MAX_TASK_THREADS)
 GENERATION = GenerationParams(n_candidates=1, max_retries=0)
 OPTIONS = NarrationOptions(generation=GENERATION, formats=[], validate_chapter=False)
@@ -385,9 +385,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
           f"{args.latency}\n")  # fmt: skip
     table_b(rows[-1])
     routes(rows[-1])
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"prefect-{figures['date']}.json"
-    out.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    out = save("prefect", figures)
     print(f"\nwritten to {out}")
 
 

@@ -10,15 +10,16 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 
 
-def save(name: str, figures: dict[str, Any]) -> Path:
-    """Write `figures` with today's date, the machine and Python; returns the file."""
+def save(name: str, figures: dict[str, Any], suffix: str = "") -> Path:
+    """Write `figures` with today's date, the machine and Python (unless `figures` has its
+    own) to bench/results/NAME-DATE[SUFFIX].json; returns the file."""
     RESULTS.mkdir(exist_ok=True)
     today = datetime.date.today().isoformat()
-    path = RESULTS / f"{name}-{today}.json"
+    path = RESULTS / f"{name}-{today}{suffix}.json"
     header = {
         "date": today,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "python": platform.python_version(),
     }
-    path.write_text(json.dumps({**header, **figures}, indent=2))
+    path.write_text(json.dumps({**header, **figures}, indent=2, default=str) + "\n")
     return path

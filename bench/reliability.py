@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.latency import serve
+from bench.record import save
 from flows.chapter import NarrationOptions, narrate_chapter
 from gpu_worker.endpoint import Endpoint, EndpointConfig
 from gpu_worker.faults import FaultProfile
@@ -32,7 +33,6 @@ from gpu_worker.schema import GenerationParams
 from gpu_worker.settings import WorkerSettings
 from tasks.text import ChunkingOptions
 
-RESULTS = Path(__file__).parent / "results"
 OPTIONS = NarrationOptions(
     generation=GenerationParams(n_candidates=1, max_retries=0, seed=5),
     chunking=ChunkingOptions(target_chars=40, max_chars=80, min_chars=5),
@@ -106,9 +106,7 @@ def main() -> None:
     for name in ("chunk_task_retries", "chunks_lost", "audio_identical", "clean_seconds",
                  "faulted_seconds"):  # fmt: skip
         print(f"| {name.replace('_', ' ')} | {figures[name]} |")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"reliability-{figures['date']}.json"
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    out = save("reliability", figures)
     print(f"\nwritten to {out}")
 
 
