@@ -38,13 +38,13 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from bench.latency import API_KEY, chapter_text, fleet, latency_of, serve
+from bench.latency import API_KEY, RemoteFleet, chapter_text, latency_of
 from bench.record import save
 from flows.chapter import NarrationOptions, narrate_chapter
-from gpu_worker.endpoint import Endpoint
 from gpu_worker.schema import GenerateRequest, GenerationParams
 from tasks.text import ChunkingOptions, make_chunks
 
@@ -79,10 +79,10 @@ def ideal(latencies: list[float], workers: int) -> float:
     return max(loads)
 
 
-def makespan(endpoint: Endpoint) -> float:
-    jobs = list(endpoint.jobs.values())
-    delivered = [j.delivered for j in jobs if j.delivered is not None]
-    return max(delivered) - min(j.created for j in jobs)
+def makespan(timeline: dict[str, Any]) -> float:
+    jobs = timeline["jobs"]
+    delivered = [j["delivered"] for j in jobs if j["delivered"] is not None]
+    return float(max(delivered) - min(j["created"] for j in jobs))
 
 
 def run_flow(source: Path, out: Path, cache: Path) -> float:
@@ -136,32 +136,32 @@ def measure(
         for t in texts
     ]
     best = ideal([latency_of(t, spec) for t in texts], workers)
-    endpoint = fleet(workers, spec)
-    url = serve(endpoint)
-    configure(url, workers, args.buffer)
+    fleet = RemoteFleet(workers, spec)
+    configure(fleet.url, workers, args.buffer)
     rows = []
 
     def row(dispatcher: str, wall: float, span: float | None = None) -> None:
-        span = makespan(endpoint) if span is None else span
-        rows.append(Row(chunks, workers, spec, dispatcher, best, span, wall, endpoint.requests))
+        timeline = fleet.timeline()
+        span = makespan(timeline) if span is None else span
+        rows.append(Row(chunks, workers, spec, dispatcher, best, span, wall, timeline["requests"]))
         print(f"  {dispatcher:10s} makespan {span:7.2f} s  ideal {best:6.2f} s  "
               f"x{span / best:.3f}  wall {wall:6.1f} s", flush=True)  # fmt: skip
-        endpoint.jobs.clear()
-        endpoint.requests = 0
+        fleet.reset()
 
     print(f"N={chunks} W={workers} L={spec}", flush=True)
-    wall = run_flow(
-        source, root / f"out-{chunks}-{workers}-{spec}", root / f"cache-{chunks}-{workers}-{spec}"
-    )
-    row("flow", wall)
-    started = time.perf_counter()
-    asyncio.run(gather(f"{url}/v2/local", requests, workers + args.buffer))
-    row("gather", time.perf_counter() - started)
-    sample = requests[: args.sequential_sample]
-    started = time.perf_counter()
-    sequential(f"{url}/v2/local", sample)
-    scaled = (time.perf_counter() - started) * chunks / len(sample)
-    row(f"sequential ({len(sample)} of {chunks}, scaled)", scaled, scaled)
+    try:
+        out, cache = (root / f"{d}-{chunks}-{workers}-{spec}" for d in ("out", "cache"))
+        row("flow", run_flow(source, out, cache))
+        started = time.perf_counter()
+        asyncio.run(gather(f"{fleet.url}/v2/local", requests, workers + args.buffer))
+        row("gather", time.perf_counter() - started)
+        sample = requests[: args.sequential_sample]
+        started = time.perf_counter()
+        sequential(f"{fleet.url}/v2/local", sample)
+        scaled = (time.perf_counter() - started) * chunks / len(sample)
+        row(f"sequential ({len(sample)} of {chunks}, scaled)", scaled, scaled)
+    finally:
+        fleet.close()
     return rows
 
 
@@ -169,19 +169,23 @@ def rerun(root: Path, chunks: int, workers: int, spec: str, buffer: int) -> dict
     """Cold run, then the same chapter again on the same cache."""
     source = root / f"rerun-{chunks}.md"
     source.write_text(chapter_text(chunks))
-    endpoint = fleet(workers, spec)
-    configure(serve(endpoint), workers, buffer)
+    fleet = RemoteFleet(workers, spec)
+    configure(fleet.url, workers, buffer)
     cache = root / "cache-rerun"
-    cold = run_flow(source, root / "rerun-cold", cache)
-    cold_calls = endpoint.requests
-    warm = run_flow(source, root / "rerun-warm", cache)
+    try:
+        cold = run_flow(source, root / "rerun-cold", cache)
+        cold_calls = fleet.timeline()["requests"]
+        warm = run_flow(source, root / "rerun-warm", cache)
+        warm_calls = fleet.timeline()["requests"] - cold_calls
+    finally:
+        fleet.close()
     return {
         "chunks": chunks,
         "workers": workers,
         "cold_wall_s": round(cold, 2),
         "cold_endpoint_calls": cold_calls,
         "cached_wall_s": round(warm, 2),
-        "cached_endpoint_calls": endpoint.requests - cold_calls,
+        "cached_endpoint_calls": warm_calls,
         "cached_share": round(warm / cold, 3),
     }
 

@@ -4,6 +4,7 @@ handler answers after a chosen latency instead of running a model.
     serve(endpoint)                  the endpoint on 127.0.0.1, its base URL
     LatencyHandler(spec)             one job: sleep the chunk's latency, return its audio
     fleet(workers, spec)             an Endpoint with `workers` slots of LatencyHandler
+    RemoteFleet(workers, spec)       the same in a child process, with its jobs' timeline
     chapter(chunks, path)            a chapter that splits into exactly `chunks` chunks
 
 A latency spec is `const:SECONDS` or `lognormal:MEDIAN:SIGMA`. A chunk's latency is drawn
@@ -15,9 +16,13 @@ concatenates and measures real audio. Bench-only: nothing in the product imports
 
 import base64
 import hashlib
+import json
 import math
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,6 +124,69 @@ def fleet(workers: int, spec: str) -> Endpoint:
     return Endpoint(config, [LatencyHandler(spec)] * workers)
 
 
+class RemoteFleet:
+    """The fleet in a process of its own, as a real fleet is remote: in the dispatcher's
+    process its HTTP answers (each carries a chunk's WAV as ~0.7 MB of base64 JSON) would
+    compete with the dispatcher for one GIL. Asked over a pipe for its jobs' timeline."""
+
+    def __init__(self, workers: int, spec: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.latency", str(workers), spec],
+            cwd=Path(__file__).parent.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        self.url = self._read()["url"]
+
+    def timeline(self) -> dict[str, Any]:
+        """{"jobs": [{created, started, finished, delivered}, ...] (time.monotonic, which
+        every process on the machine shares), "requests": API calls answered}."""
+        return self._ask("timeline")
+
+    def reset(self) -> None:
+        """Forget every job and the request count."""
+        self._ask("reset")
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()  # the child exits at the end of its input
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _ask(self, command: str) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the fleet process ended ({self.process.poll()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+
+def _serve_remote(workers: int, spec: str) -> None:
+    """The child side of RemoteFleet: serve, then answer its commands until stdin ends."""
+    endpoint = fleet(workers, spec)
+    print(json.dumps({"url": serve(endpoint)}), flush=True)
+    for command in sys.stdin:
+        if command.strip() == "timeline":
+            jobs = [
+                {k: getattr(j, k) for k in ("created", "started", "finished", "delivered")}
+                for j in list(endpoint.jobs.values())
+            ]
+            print(json.dumps({"jobs": jobs, "requests": endpoint.requests}), flush=True)
+        elif command.strip() == "reset":
+            endpoint.jobs.clear()
+            endpoint.requests = 0
+            print("{}", flush=True)
+
+
 WORDS = "harbour lantern gull tide rope anchor keel mast sail pier beacon shore".split()
 
 
@@ -131,3 +199,7 @@ def chapter_text(chunks: int) -> str:
         sentence = f"Paragraph {i + 1} tells of the {' and the '.join(words)}"
         paragraphs.append(f"{sentence}. The keeper wrote it down in the log that night.")
     return "\n\n".join(paragraphs) + "\n"
+
+
+if __name__ == "__main__":
+    _serve_remote(int(sys.argv[1]), sys.argv[2])

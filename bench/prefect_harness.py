@@ -1,9 +1,8 @@
-"""The machinery of bench/prefect_load.py: a real Prefect server and the stand-in fleet in
-processes of their own, a sampler of their CPU and memory, and counters of API calls (from
-the server's access log) and of what Prefect's client logs.
+"""The machinery of bench/prefect_load.py: a real Prefect server in a process of its own
+(the stand-in fleet is bench/latency.py's RemoteFleet), a sampler of their CPU and memory,
+and counters of API calls (from the server's access log) and of what Prefect's client logs.
 
     start_server(home)          `prefect server start` on 127.0.0.1, SQLite in `home`
-    start_fleet(workers, spec)  bench/latency.py's fleet in a child process; its base URL
     Meter(pids)                 CPU seconds and RSS of process trees, sampled in a thread
     api_calls(log, offset)      the server's access log from `offset`: calls by route, status
     ClientLog                   client retries (by status) and warnings, counted
@@ -33,8 +32,6 @@ import psutil
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
 
-FLEET = "import sys, time; from bench.latency import fleet, serve; " \
-    "print(serve(fleet(int(sys.argv[1]), sys.argv[2])), flush=True); time.sleep(1e9)"  # fmt: skip
 ACCESS = re.compile(r'"(GET|POST|PATCH|PUT|DELETE) (\S+) HTTP/[\d.]+" (\d{3})')
 EXCEPTION = re.compile(r"^([\w.]+(?:Error|Exception)): (.{0,80})", re.MULTILINE)
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -73,16 +70,6 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.5)
     stop(process)
     raise RuntimeError(f"the Prefect server did not start; see {log}")
-
-
-def start_fleet(workers: int, spec: str) -> tuple[subprocess.Popen[str], str]:
-    """The stand-in fleet in a process of its own (not this one's GIL); (process, base URL)."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", FLEET, str(workers), spec],
-        cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    return process, process.stdout.readline().strip()
 
 
 def stop(process: subprocess.Popen[Any]) -> None:

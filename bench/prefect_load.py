@@ -48,13 +48,12 @@ from prefect import flow, get_run_logger, task
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from bench.latency import API_KEY, CHARS_PER_SECOND, RATE, chapter_text
+from bench.latency import API_KEY, CHARS_PER_SECOND, RATE, RemoteFleet, chapter_text
 from bench.prefect_harness import (
     ClientLog,
     Meter,
     api_calls,
     chunk_span,
-    start_fleet,
     start_server,
     stop,
     task_runs,
@@ -316,20 +315,20 @@ def harness(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="prefect-load-") as scratch:
         root = Path(scratch)
         server, api = start_server(root / "server")
-        fleet_process, fleet_url = start_fleet(args.workers, args.latency)
+        fleet = RemoteFleet(args.workers, args.latency)
         env = {
             **os.environ,
             "PREFECT_API_URL": api,
             "PREFECT_HOME": str(root / "client"),
             "NARRATOR_BACKEND": "runpod",
             "NARRATOR_RUNPOD_ENDPOINT_ID": "local",
-            "NARRATOR_RUNPOD_BASE_URL": f"{fleet_url}/v2",
+            "NARRATOR_RUNPOD_BASE_URL": f"{fleet.url}/v2",
             "NARRATOR_RUNPOD_API_KEY": API_KEY,
             "NARRATOR_RUNPOD_CONCURRENCY": str(args.workers),
         }
         command = [sys.executable, "-m", "bench.prefect_load", *sys.argv[1:], "--client", scratch]
         client = subprocess.Popen(command, env=env, cwd=Path(__file__).parent.parent)
-        meter = Meter({"client": client.pid, "server": server.pid, "fleet": fleet_process.pid})
+        meter = Meter({"client": client.pid, "server": server.pid, "fleet": fleet.process.pid})
         meter.start()
         try:
             if client.wait() != 0:
@@ -337,7 +336,7 @@ def harness(args: argparse.Namespace) -> list[dict[str, Any]]:
             rows: list[dict[str, Any]] = json.loads((root / "rows.json").read_text())
         finally:
             meter.done.set()
-            stop(fleet_process)
+            fleet.close()
             stop(server)
     # the server's own loops (scheduler, event services) while the flow process starts
     idle = meter.between("server", meter.samples[0][0], rows[0]["times"]["started"])

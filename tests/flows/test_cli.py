@@ -60,7 +60,7 @@ def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
             "--out",
             str(tmp_path / "out"),
             "-n",
-            "1",
+            "3",
             "--accept-score",
             "90",
         ],
@@ -85,8 +85,14 @@ def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
         "validation.json",
     ]
     meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
-    assert meta["options"]["generation"]["n_candidates"] == 1
+    assert meta["options"]["generation"]["n_candidates"] == 3
     assert meta["options"]["generation"]["accept_score"] == 90
+    # early acceptance: a round stops at its first candidate that scores 90 and passes
+    for chunk in meta["chunks"]:
+        made = len(chunk["candidates"])
+        assert made + chunk["candidates_skipped"] == 3 * (chunk["retries"] + 1), chunk
+    skipped = sum(chunk["candidates_skipped"] for chunk in meta["chunks"])
+    assert skipped == meta["totals"]["candidates_skipped"] > 0
 
 
 @pytest.mark.parametrize(

@@ -143,7 +143,19 @@ def test_chunks_at_another_rate_are_resampled(tmp_path: Path) -> None:
 
 def chunk_audio(samples: np.ndarray) -> ChunkAudio:
     return ChunkAudio(
-        encode_wav(samples, RATE), RATE, samples.size / RATE, 100.0, True, [], "", [], [], 0, 1, 0.0
+        encode_wav(samples, RATE),
+        RATE,
+        samples.size / RATE,
+        100.0,
+        True,
+        [],
+        "",
+        [],
+        [],
+        0,
+        0,
+        1,
+        0.0,
     )
 
 
@@ -208,7 +220,7 @@ def test_a_failure_midway_leaves_no_final_file_and_keeps_the_previous(tmp_path: 
     before = (final / "ch.wav").read_bytes()
 
     second = OutputDir(str(final))
-    corrupt = ChunkAudio(b"RIFF-not-really", RATE, 1.0, 100.0, True, [], "", [], [], 0, 1, 0.0)
+    corrupt = ChunkAudio(b"RIFF-not-really", RATE, 1.0, 100.0, True, [], "", [], [], 0, 0, 1, 0.0)
     with pytest.raises(PermanentError, match="not decodable"):
         try:
             concatenate_chapter.fn(
