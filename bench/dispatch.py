@@ -150,7 +150,8 @@ def measure(
 
     print(f"N={chunks} W={workers} L={spec}", flush=True)
     try:
-        out, cache = (root / f"{d}-{chunks}-{workers}-{spec}" for d in ("out", "cache"))
+        run = Path(tempfile.mkdtemp(prefix=f"{chunks}-{workers}-{spec}-", dir=root))
+        out, cache = run / "out", run / "cache"  # a fresh cache for every run
         row("flow", run_flow(source, out, cache))
         started = time.perf_counter()
         asyncio.run(gather(f"{fleet.url}/v2/local", requests, workers + args.buffer))
@@ -190,12 +191,14 @@ def rerun(root: Path, chunks: int, workers: int, spec: str, buffer: int) -> dict
     }
 
 
-def table(rows: list[Row], cached: dict[str, float], latency: str) -> None:
+def table(rows: list[Row], cached: dict[str, float] | None, latency: str) -> None:
     print("\n| chunks | workers | latency | dispatcher | ideal s | makespan s | efficiency |")
     print("|---:|---:|---|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r.chunks} | {r.workers} | {r.latency} | {r.dispatcher} | {r.ideal_s:.1f} | "
               f"{r.makespan_s:.1f} | {r.efficiency:.3f} |")  # fmt: skip
+    if cached is None:
+        return
     print(f"\n| cached rerun ({cached['chunks']} chunks, {cached['workers']} workers, "
           f"{latency}) | cold | cached |")  # fmt: skip
     print("|---|---:|---:|")
@@ -212,8 +215,10 @@ def main() -> None:
     parser.add_argument("--latency", default="const:2,const:8")
     parser.add_argument("--buffer", type=int, default=5, help="jobs queued beyond W")
     parser.add_argument("--sequential-sample", type=int, default=10)
-    parser.add_argument("--rerun", default="200,20,const:8", help="N,W,latency")
+    parser.add_argument("--rerun", default="200,20,const:8", help="N,W,latency, or none")
     parser.add_argument("--skip", default="", help="N,W,latency configurations to leave out (;)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration")
+    parser.add_argument("--suffix", default="", help="added to the results file's name")
     args = parser.parse_args()
 
     rows: list[Row] = []
@@ -224,9 +229,12 @@ def main() -> None:
             for workers in map(int, args.workers.split(",")):
                 for chunks in map(int, args.chunks.split(",")):
                     if f"{chunks},{workers},{spec}" not in args.skip.split(";"):
-                        rows.extend(measure(root, chunks, workers, spec, args))
-        n, w, spec = args.rerun.split(",")
-        cached = rerun(root, int(n), int(w), spec, args.buffer)
+                        for _ in range(args.repeat):
+                            rows.extend(measure(root, chunks, workers, spec, args))
+        cached = None
+        if args.rerun != "none":
+            n, w, spec = args.rerun.split(",")
+            cached = rerun(root, int(n), int(w), spec, args.buffer)
 
     table(rows, cached, spec)
     figures = {
@@ -237,7 +245,7 @@ def main() -> None:
         "rows": [{**asdict(r), "efficiency": round(r.efficiency, 4)} for r in rows],
         "cached_rerun": cached,
     }
-    out = save("dispatch", figures)
+    out = save("dispatch", figures, args.suffix)
     print(f"\nwritten to {out}")
     assert all(math.isfinite(r.efficiency) for r in rows)
 

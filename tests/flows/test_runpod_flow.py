@@ -1,7 +1,10 @@
 """backend=runpod against the local RunPod-compatible endpoint gives the same chapter as
 backend=local: same seeds, same chunk audio."""
 
+import asyncio
 import itertools
+import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -101,3 +104,42 @@ def test_the_endpoint_limit_caps_jobs_in_flight_for_every_run(
     narrate_chapter(str(source), str(tmp_path / "out"), None, options)
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name("test-endpoint").limit == 4
+
+
+def test_an_old_lease_is_renewed_as_it_is_handed_on_not_given_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lease handed from job to job for longer than reuse_seconds is renewed on the
+    Prefect server in the background; the slot is never given back in between, so the next
+    job waits for nothing."""
+    from prefect.client.orchestration import get_client
+
+    from tasks.runpod import EndpointSlots
+
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name("renew-test", 2)
+    slots = EndpointSlots("renew-test", lease_seconds=30)
+    slots.reuse_seconds = 0.0  # every lease is old enough to renew
+
+    def taken() -> int:
+        with get_client(sync_client=True) as client:
+            return client.read_global_concurrency_limit_by_name("renew-test").active_slots
+
+    async def jobs() -> tuple[int, int, float]:
+        async with slots.held():  # a job still in flight
+            async with slots.held():
+                pass  # a second job ends: its lease is kept for the next one, renewed
+            assert len(slots._idle) == 1 and len(slots._renewing) == 1
+            await asyncio.gather(*slots._renewing)
+            kept = await asyncio.to_thread(taken)
+            before = time.monotonic()
+            async with slots.held():  # the next job takes the kept lease
+                handed_on = time.monotonic() - before
+        return kept, await asyncio.to_thread(taken), handed_on
+
+    with caplog.at_level(logging.WARNING, logger="narrator.runpod"):
+        kept, after, handed_on = asyncio.run(jobs())
+    assert not caplog.records  # the server accepted the renewal
+    assert kept == 2  # both slots held across the hand-on
+    assert after == 0  # the last job in flight gave every lease back
+    assert handed_on < 0.5 * EndpointSlots.poll  # no call to the server: an idle lease
