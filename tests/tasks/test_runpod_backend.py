@@ -179,3 +179,20 @@ def test_sustained_throttling_lowers_jobs_in_flight_and_it_recovers_after(
     assert "throttled (HTTP 429): jobs in flight 4 -> 2" in caplog.text
     assert "recovering: jobs in flight 3 -> 4" in caplog.text
     assert throttling.injected["throttle"] > 10
+
+
+def test_a_running_job_is_polled_just_after_its_expected_end(
+    connect: Callable[..., RunPodBackend],
+) -> None:
+    backend = connect()
+    backend.typical_run = 2.0  # finished jobs ran 2 s
+
+    def pause(ran_ms: float) -> float:
+        return backend._next_poll({"status": "IN_PROGRESS", "executionTime": ran_ms}, 0.7)
+
+    assert pause(1500) == pytest.approx(0.5 + backend.closest_poll / 2)  # just after the end
+    assert pause(100) == backend.slowest_poll  # far from it: sparse
+    assert pause(2005) == backend.closest_poll  # just over: soon again
+    assert pause(2050) == pytest.approx(0.05)  # the further over, the longer apart...
+    assert pause(4000) == backend.first_poll  # ... up to first_poll
+    assert backend._next_poll({"status": "IN_QUEUE"}, 0.7) == 0.7  # queued: the backoff
