@@ -1,5 +1,6 @@
 """Concatenation: pauses by break kind, click-free joins, and all-or-nothing outputs."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -220,7 +221,7 @@ def test_a_failure_midway_leaves_no_final_file_and_keeps_the_previous(tmp_path: 
     before = (final / "ch.wav").read_bytes()
 
     second = OutputDir(str(final))
-    corrupt = ChunkAudio(b"RIFF-not-really", RATE, 1.0, 100.0, True, [], "", [], [], 0, 0, 1, 0.0)
+    corrupt = replace(chunk_audio(speech(1.0)), wav=b"RIFF-not-really")
     with pytest.raises(PermanentError, match="not decodable"):
         try:
             concatenate_chapter.fn(
