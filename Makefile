@@ -21,8 +21,8 @@ stack: setup  ## Prefect server + UI, work pool, deployments and a worker, until
 	$(BIN)/narrator stack
 
 lint: setup
-	$(BIN)/ruff check flows tasks gpu_worker tests bench eval deployments
-	$(BIN)/ruff format --check flows tasks gpu_worker tests bench eval deployments
+	$(BIN)/ruff check flows tasks gpu_worker local_endpoint tests bench eval deployments
+	$(BIN)/ruff format --check flows tasks gpu_worker local_endpoint tests bench eval deployments
 	$(BIN)/mypy
 
 test: lint  ## install, lint, type-check, then run the whole test suite

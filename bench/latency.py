@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import uvicorn
 
-from gpu_worker.endpoint import Endpoint, EndpointConfig
 from gpu_worker.schema import CandidateReport, GenerateMetadata, GenerateResult
 from gpu_worker.wav import encode_wav
+from local_endpoint.server import Endpoint, EndpointConfig
 
 RATE = 24000
 CHARS_PER_SECOND = 15.0
@@ -120,7 +120,9 @@ def fleet(workers: int, spec: str) -> Endpoint:
     """The local endpoint with `workers` slots, each a LatencyHandler. Finished jobs are
     kept an hour whichever way they came (RunPod forgets a /runsync job after a minute),
     so a benchmark's makespan sees every job."""
-    config = EndpointConfig(api_key=API_KEY, run_retention_s=3600, runsync_retention_s=3600)
+    config = EndpointConfig(
+        api_key=API_KEY, run_retention_s=3600, runsync_retention_s=3600, record_delivery=True
+    )
     return Endpoint(config, [LatencyHandler(spec)] * workers)
 
 

@@ -4,7 +4,7 @@
 
 Serves the local RunPod-compatible endpoint (two worker slots, the embedded engine) on
 127.0.0.1, narrates a chapter of one short paragraph per chunk through it fault-free, then
-again with the fault drill (gpu_worker/faults.py) and a fresh cache. Prints one table:
+again with the fault drill (local_endpoint/faults.py) and a fresh cache. Prints one table:
 faults injected by kind, endpoint jobs by outcome, chunk task retries, chunks lost, and
 whether the faulted audio is identical to the clean audio. Writes the figures as JSON to
 bench/results/.
@@ -25,12 +25,12 @@ from typing import Any
 from bench.latency import serve
 from bench.record import save
 from flows.chapter import NarrationOptions, narrate_chapter
-from gpu_worker.endpoint import Endpoint, EndpointConfig
-from gpu_worker.faults import FaultProfile
-from gpu_worker.generate import Worker
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.handler import handle
 from gpu_worker.schema import GenerationParams
 from gpu_worker.settings import WorkerSettings
+from local_endpoint.faults import FaultProfile
+from local_endpoint.server import Endpoint, EndpointConfig
 from tasks.text import ChunkingOptions
 
 OPTIONS = NarrationOptions(
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     profile = FaultProfile.model_validate_json(args.faults)
 
-    worker = Worker.load(WorkerSettings())
+    worker = BestOfN.load(WorkerSettings())
     endpoint = Endpoint(EndpointConfig(api_key="bench"), [partial(handle, worker=worker)] * 2)
     os.environ.update(
         NARRATOR_BACKEND="runpod",

@@ -391,7 +391,7 @@ def endpoint(
             help="A fault drill, as JSON: e.g. '{\"rate\": 0.2}' for 20 % faults of every "
             'kind, \'{"rate": 1, "kinds": ["throttle"]}\' for sustained 429s. Fields: '
             "rate, kinds, retry_after, slow_seconds, permanent_texts, seed "
-            "(gpu_worker/faults.py).",
+            "(local_endpoint/faults.py).",
             show_default=False,
         ),
     ] = None,
@@ -406,9 +406,9 @@ def endpoint(
 
     import uvicorn
 
-    from gpu_worker.endpoint import EndpointConfig, with_workers
-    from gpu_worker.faults import FaultProfile
     from gpu_worker.settings import WorkerSettings
+    from local_endpoint.faults import FaultProfile
+    from local_endpoint.server import EndpointConfig, with_workers
 
     try:
         drill = FaultProfile.model_validate_json(faults) if faults else FaultProfile()

@@ -4,10 +4,11 @@
     python -m gpu_worker.handler --test_input '{"input": {...}}'   # the SDK's local runner
     python -m gpu_worker.handler --rp_serve_api                    # the SDK's local server
 
-The engine and Whisper load once, when the worker starts, not per job. A request that fails
-validation is answered `{"error": "InputError: invalid request: n_candidates: ..."}`, which
-RunPod reports as a FAILED job with that message; the error's class name comes first so a
-client can tell transient failures (worth retrying) from permanent ones.
+The engine and Whisper load once, when the worker starts, not per job. A job that fails is
+answered `{"error": "<wire error as JSON>"}` (gpu_worker/errors.py: kind, code, message),
+which RunPod reports as a FAILED job carrying that string, so the client knows without
+guessing whether to retry. A CUDA error also asks RunPod to replace this worker
+(`refresh_worker`): its CUDA context is gone, and every later job would fail the same way.
 """
 
 import base64
@@ -16,23 +17,27 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gpu_worker.errors import NarratorError
-from gpu_worker.generate import Worker
+from gpu_worker.best_of_n import BestOfN
+from gpu_worker.errors import classify, wire_string
 from gpu_worker.schema import parse_request
 from gpu_worker.settings import WorkerSettings
 
 log = logging.getLogger("narrator.worker")
 
 
-def handle(job: dict[str, Any], worker: Worker, keep_audio: Path | None = None) -> dict[str, Any]:
-    """One job. Never raises for a request's own problems: they become {"error": ...}.
+def handle(job: dict[str, Any], worker: BestOfN, keep_audio: Path | None = None) -> dict[str, Any]:
+    """One job. Never raises: every failure becomes {"error": <wire error>}.
     With `keep_audio`, the chosen audio is also written there as <job id>.wav."""
     try:
         request = parse_request(job.get("input"))
-        result = worker.generate(request)
-    except NarratorError as e:
-        log.warning("job %s failed: %s: %s", job.get("id"), type(e).__name__, e)
-        return {"error": f"{type(e).__name__}: {e}"}
+        result = worker.run(request)
+    except Exception as e:
+        known = classify(e)
+        log.warning("job %s failed: %s %s: %s", job.get("id"), known.kind, known.code, known)
+        answer: dict[str, Any] = {"error": wire_string(known)}
+        if known.code == "cuda_error":
+            answer["refresh_worker"] = True
+        return answer
     if keep_audio:
         name = re.sub(r"[^A-Za-z0-9._-]", "_", str(job.get("id", "job")))
         keep_audio.mkdir(parents=True, exist_ok=True)
@@ -52,7 +57,7 @@ def main() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = WorkerSettings()
-    worker = Worker.load(settings)  # eager: a cold start pays for it once
+    worker = BestOfN.load(settings)  # eager: a cold start pays for it once
     runpod.serverless.start({"handler": lambda job: handle(job, worker, settings.keep_audio_dir)})
 
 

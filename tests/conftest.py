@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from gpu_worker.generate import Worker
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.settings import WorkerSettings
 
 
@@ -23,9 +23,9 @@ def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def worker() -> Worker:
+def worker() -> BestOfN:
     """The embedded engine and Whisper tiny.en, as the local backend loads them."""
-    return Worker.load(WorkerSettings())
+    return BestOfN.load(WorkerSettings())
 
 
 @pytest.fixture(scope="session")

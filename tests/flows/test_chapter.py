@@ -13,8 +13,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.chapter import ChapterResult, NarrationOptions, generate, narrate_chapter
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import InputError, PermanentError, ValidationFailed
-from gpu_worker.generate import Worker
 from gpu_worker.qc import longest_inner_silence
 from gpu_worker.schema import GenerateRequest, GenerateResult, GenerationParams
 from gpu_worker.scoring import compare
@@ -86,7 +86,7 @@ def test_a_chapter_is_narrated_with_every_output(tmp_path: Path, cache: Path) ->
     assert not list((tmp_path / "out").glob(".narrator-staging-*"))
 
 
-def test_the_narration_says_the_text(tmp_path: Path, cache: Path, worker: Worker) -> None:
+def test_the_narration_says_the_text(tmp_path: Path, cache: Path, worker: BestOfN) -> None:
     """Transcribe the finished chapter and compare it with the source: WER <= 8 %."""
     result = narrate(tmp_path, CHAPTER, NarrationOptions())
     audio, rate = sf.read(Path(result.audio), dtype="float32")
@@ -135,7 +135,7 @@ class Endpoint:
 
     name = "endpoint"
 
-    def __init__(self, worker: Worker, refuse: set[str]) -> None:
+    def __init__(self, worker: BestOfN, refuse: set[str]) -> None:
         self.worker, self.refuse = worker, refuse
 
     def identity(self, voice: str | None) -> str:
@@ -147,7 +147,7 @@ class Endpoint:
     def generate(self, request: GenerateRequest) -> GenerateResult:
         if request.text in self.refuse:
             raise PermanentError("job FAILED on the worker: CUDA error: an illegal memory access")
-        return self.worker.generate(request)
+        return self.worker.run(request)
 
 
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
@@ -157,7 +157,7 @@ def generate_flow(jobs: list[ChunkJob], endpoint: Endpoint, settings: NarratorSe
 
 
 def test_failed_chunks_are_all_named_after_the_others_finish(
-    tmp_path: Path, cache: Path, worker: Worker
+    tmp_path: Path, cache: Path, worker: BestOfN
 ) -> None:
     texts = [f"This is sentence number {n}." for n in ("one", "two", "three", "four", "five")]
     endpoint = Endpoint(worker, refuse={texts[1], texts[3]})
@@ -172,7 +172,7 @@ def test_failed_chunks_are_all_named_after_the_others_finish(
     # the three that succeeded are cached: a rerun only needs the failed two
     endpoint.refuse = set()
     calls = []
-    endpoint.generate = lambda r: calls.append(r.text) or worker.generate(r)  # type: ignore[method-assign]
+    endpoint.generate = lambda r: calls.append(r.text) or worker.run(r)  # type: ignore[method-assign]
     generate_flow(jobs, endpoint, NarratorSettings())
     assert sorted(calls) == sorted([texts[1], texts[3]])
 
@@ -190,7 +190,7 @@ def test_a_failed_run_keeps_the_previous_outputs(tmp_path: Path, cache: Path) ->
     assert metadata(good)["totals"]["chunks"] == good.chunks
 
 
-def test_the_chapter_meets_the_delivery_specs(tmp_path: Path, cache: Path, worker: Worker) -> None:
+def test_the_chapter_meets_the_delivery_specs(tmp_path: Path, cache: Path, worker: BestOfN) -> None:
     """Loudness and peaks, pause lengths, word-timed subtitles, MP3 and M4B."""
     result = narrate(tmp_path, CHAPTER)
     audio, rate = sf.read(Path(result.audio), dtype="float32")

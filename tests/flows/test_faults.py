@@ -1,5 +1,5 @@
 """Chapters survive an endpoint that misbehaves: the local RunPod-compatible endpoint runs
-a fault drill (gpu_worker/faults.py) and the flow must lose nothing and change nothing."""
+a fault drill (local_endpoint/faults.py) and the flow must lose nothing and change nothing."""
 
 import os
 import re
@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from flows.chapter import NarrationOptions, narrate_chapter
-from gpu_worker.endpoint import Endpoint, EndpointConfig
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import PermanentError
-from gpu_worker.faults import HTTP_FAULTS, JOB_FAULTS, FaultProfile
-from gpu_worker.generate import Worker
 from gpu_worker.handler import handle
 from gpu_worker.schema import GenerationParams
+from local_endpoint.faults import HTTP_FAULTS, JOB_FAULTS, FaultProfile
+from local_endpoint.server import Endpoint, EndpointConfig
 from tasks.text import ChunkingOptions
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -46,7 +46,7 @@ def chapter(paragraphs: int, extra: dict[int, str] | None = None) -> str:
 
 @pytest.fixture
 def endpoint(
-    worker: Worker, serve: Callable[[Any], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    worker: BestOfN, serve: Callable[[Any], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Endpoint:
     """Two worker slots, with the flow pointed at them and fast retries."""
     served = Endpoint(

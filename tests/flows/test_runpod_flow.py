@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from flows.chapter import NarrationOptions, narrate_chapter
-from gpu_worker.endpoint import Endpoint, EndpointConfig
-from gpu_worker.generate import Worker
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.handler import handle
 from gpu_worker.schema import GenerationParams
+from local_endpoint.server import Endpoint, EndpointConfig
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -33,7 +33,7 @@ She said it was worth every cent, and went home at 9 p.m.
 def test_runpod_and_local_backends_make_the_same_chapter(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    worker: Worker,
+    worker: BestOfN,
     serve: Callable[[Any], str],
 ) -> None:
     endpoint = Endpoint(EndpointConfig(api_key="flow-key"), [partial(handle, worker=worker)])
@@ -64,7 +64,7 @@ def test_runpod_and_local_backends_make_the_same_chapter(
 def test_the_endpoint_limit_caps_jobs_in_flight_for_every_run(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    worker: Worker,
+    worker: BestOfN,
     serve: Callable[[Any], str],
 ) -> None:
     from prefect.client.orchestration import get_client
@@ -114,7 +114,7 @@ def test_an_old_lease_is_renewed_as_it_is_handed_on_not_given_back(
     job waits for nothing."""
     from prefect.client.orchestration import get_client
 
-    from tasks.runpod import EndpointSlots
+    from tasks.backends.runpod.slots import EndpointSlots
 
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name("renew-test", 2)

@@ -11,12 +11,12 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from flows.chapter import NarrationOptions, narrate_chapter
-from gpu_worker.endpoint import Endpoint, EndpointConfig
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import PermanentError
-from gpu_worker.faults import FaultProfile
-from gpu_worker.generate import Worker
 from gpu_worker.handler import handle
 from gpu_worker.schema import GenerationParams
+from local_endpoint.faults import FaultProfile
+from local_endpoint.server import Endpoint, EndpointConfig
 
 RUNPOD_KEY = "rp_PLANTED_runpod_key_4f1c9e7a2b"
 AWS_SECRET = "aws_PLANTED_secret_8d3b6a0f5e"
@@ -29,7 +29,7 @@ CHAPTER = "# Keys\n\nThe keeper kept the keys on a hook. Nobody else touched the
 @pytest.mark.usefixtures("prefect_server")
 def test_a_planted_key_appears_in_no_log_artifact_output_parameter_or_error(
     s3: str,
-    worker: Worker,
+    worker: BestOfN,
     serve: Callable[[Any], str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from gpu_worker.generate import Worker
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.handler import handle
 
 ROOT = Path(__file__).parents[2]
@@ -44,11 +44,15 @@ def test_the_shipped_test_input_runs(tmp_path: Path) -> None:
     assert run_handler(job, tmp_path).returncode == 0
 
 
-def test_bad_input_fails_the_job_naming_the_field(worker: Worker, tmp_path: Path) -> None:
-    assert handle({"id": "j1", "input": {"text": "hi", "temperature": 0}}, worker) == {
-        "error": "InputError: invalid request: temperature: Input should be greater than 0 (got 0)"
+def test_bad_input_fails_the_job_naming_the_field(worker: BestOfN, tmp_path: Path) -> None:
+    answer = handle({"id": "j1", "input": {"text": "hi", "temperature": 0}}, worker)
+    assert json.loads(answer["error"]) == {
+        "kind": "input",
+        "code": "invalid_input",
+        "message": "invalid request: temperature: Input should be greater than 0 (got 0)",
     }
-    assert handle({"id": "j2"}, worker)["error"].startswith("InputError: invalid request: input:")
+    missing = json.loads(handle({"id": "j2"}, worker)["error"])
+    assert missing["kind"] == "input" and missing["message"].startswith("invalid request: input:")
     done = run_handler({"input": {"text": "hi", "n_candidates": 99}}, tmp_path)
     assert done.returncode == 1
     assert "n_candidates: Input should be less than or equal to 10" in done.stdout

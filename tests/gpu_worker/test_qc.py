@@ -5,7 +5,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from gpu_worker.generate import Candidate, Worker
+from gpu_worker.best_of_n import BestOfN, Candidate
 from gpu_worker.qc import signal_gates, trim_tail
 from gpu_worker.schema import GenerateRequest
 
@@ -17,7 +17,7 @@ RATE = 24000
 
 
 @pytest.fixture(scope="module")
-def clean(worker: Worker) -> Candidate:
+def clean(worker: BestOfN) -> Candidate:
     audio = worker.engine.synthesize(REQUEST, seed=1)
     return worker.judge(REQUEST, 0, 1, audio, 0.0)
 
@@ -72,14 +72,14 @@ def test_the_clean_candidate_passes(clean: Candidate) -> None:
     ids=lambda value: getattr(value, "__name__", value),
 )
 def test_each_defect_is_rejected_with_its_reason(
-    worker: Worker, clean: Candidate, damage: Callable[[Candidate], np.ndarray], reason: str
+    worker: BestOfN, clean: Candidate, damage: Callable[[Candidate], np.ndarray], reason: str
 ) -> None:
     judged = worker.judge(REQUEST, 0, 1, damage(clean), 0.0)
     assert not judged.report.passed
     assert reason in judged.report.reasons, judged.report
 
 
-def test_a_short_tail_is_trimmed_not_rejected(worker: Worker, clean: Candidate) -> None:
+def test_a_short_tail_is_trimmed_not_rejected(worker: BestOfN, clean: Candidate) -> None:
     hiss = (0.03 * np.random.default_rng(1).standard_normal(at(0.6))).astype(np.float32)
     tailed = np.concatenate([clean.audio, hiss])
     judged = worker.judge(REQUEST, 0, 1, tailed, 0.0)

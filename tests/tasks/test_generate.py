@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import PermanentError, TransientError
-from gpu_worker.generate import Worker
 from gpu_worker.schema import GenerateRequest, GenerateResult
 from tasks.generate import cache_key, generate_chunk, plan_jobs, to_chunk_audio
 
@@ -29,7 +29,7 @@ class Endpoint:
 
     name = "flaky-endpoint"
 
-    def __init__(self, worker: Worker, failures: int, error: Exception) -> None:
+    def __init__(self, worker: BestOfN, failures: int, error: Exception) -> None:
         self.worker, self.failures, self.error, self.calls = worker, failures, error, 0
 
     def identity(self, voice: str | None) -> str:
@@ -39,18 +39,18 @@ class Endpoint:
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error
-        return self.worker.generate(request)
+        return self.worker.run(request)
 
 
-def test_plan_jobs_keys_each_chunk(worker: Worker) -> None:
+def test_plan_jobs_keys_each_chunk(worker: BestOfN) -> None:
     requests = [REQUEST.model_copy(update={"text": t}) for t in ("One.", "Two.", "One.")]
     jobs = plan_jobs(requests, Endpoint(worker, 0, Exception()))
     assert [j.request.text for j in jobs] == ["One.", "Two.", "One."]
     assert jobs[0].cache_key == jobs[2].cache_key != jobs[1].cache_key
 
 
-def test_results_are_decoded_and_corrupt_audio_is_asked_for_again(worker: Worker) -> None:
-    result = worker.generate(REQUEST)
+def test_results_are_decoded_and_corrupt_audio_is_asked_for_again(worker: BestOfN) -> None:
+    result = worker.run(REQUEST)
     audio = to_chunk_audio(result, attempts=1, seconds=0.5)
     assert audio.sample_rate == 24000 and audio.duration_seconds > 1
     with pytest.raises(TransientError, match=r"corrupt audio.*base64"):
@@ -62,7 +62,7 @@ def test_results_are_decoded_and_corrupt_audio_is_asked_for_again(worker: Worker
 
 @pytest.mark.usefixtures("prefect_server")
 def test_a_transient_failure_is_retried_and_a_permanent_one_is_not(
-    worker: Worker, tmp_path: Path
+    worker: BestOfN, tmp_path: Path
 ) -> None:
     task = generate_chunk.with_options(result_storage=tmp_path, retry_delay_seconds=0)
     flaky = Endpoint(worker, failures=2, error=TransientError("503 Service Unavailable"))

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from gpu_worker.endpoint import Endpoint, EndpointConfig
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import InputError, PermanentError, TransientError
-from gpu_worker.faults import FaultProfile
-from gpu_worker.generate import Worker
 from gpu_worker.handler import handle
 from gpu_worker.schema import GenerateRequest
 from gpu_worker.settings import WorkerSettings
-from tasks.runpod import RunPodBackend
+from local_endpoint.faults import FaultProfile
+from local_endpoint.server import Endpoint, EndpointConfig
+from tasks.backends.runpod import RunPodBackend
 from tasks.settings import NarratorSettings
 
 KEY = "test-key-5678"
@@ -26,7 +26,7 @@ REQUEST = GenerateRequest(text="The beam swept out across the water.", n_candida
 
 
 @pytest.fixture
-def endpoint(worker: Worker) -> Endpoint:
+def endpoint(worker: BestOfN) -> Endpoint:
     return Endpoint(EndpointConfig(api_key=KEY), [partial(handle, worker=worker)])
 
 
@@ -49,11 +49,11 @@ def connect(endpoint: Endpoint, serve: Callable[[Any], str]) -> Callable[..., Ru
 
 
 def test_a_chunk_is_generated_on_the_endpoint(
-    connect: Callable[..., RunPodBackend], worker: Worker
+    connect: Callable[..., RunPodBackend], worker: BestOfN
 ) -> None:
     result = connect().generate(REQUEST)
     assert result.passed
-    assert result.audio_base64 == worker.generate(REQUEST).audio_base64  # same seeds, same audio
+    assert result.audio_base64 == worker.run(REQUEST).audio_base64  # same seeds, same audio
 
 
 def test_a_refused_key_is_permanent_and_says_so(connect: Callable[..., RunPodBackend]) -> None:
@@ -66,7 +66,7 @@ def test_503_then_success_is_retried(
 ) -> None:
     endpoint.inject(503, times=2)
     assert connect().generate(REQUEST).passed
-    assert endpoint.faults == []
+    assert endpoint.drill.scheduled == []
 
 
 def test_retry_after_is_honoured(connect: Callable[..., RunPodBackend], endpoint: Endpoint) -> None:
@@ -87,11 +87,7 @@ def test_an_endpoint_that_keeps_failing_is_a_transient_error(
 
 
 def test_a_failed_job_surfaces_the_workers_message(connect: Callable[..., RunPodBackend]) -> None:
-    with pytest.raises(
-        PermanentError,
-        match=r"FAILED on the worker: InputError: voice "
-        r"'nobody' is not available",
-    ):
+    with pytest.raises(InputError, match=r"FAILED on the worker: voice 'nobody' is not available"):
         connect().generate(REQUEST.model_copy(update={"voice": "nobody"}))
 
 
@@ -144,7 +140,7 @@ def test_cancel_all_stops_the_jobs_in_flight(
 
 
 def test_sustained_throttling_lowers_jobs_in_flight_and_it_recovers_after(
-    worker: Worker, serve: Callable[[Any], str], caplog: pytest.LogCaptureFixture
+    worker: BestOfN, serve: Callable[[Any], str], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Four endpoint slots that answer with one real, recorded result (the GPU fleet's stand-in).
     recorded = handle({"id": "recorded", "input": REQUEST.model_dump(mode="json")}, worker=worker)

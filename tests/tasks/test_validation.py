@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_worker.generate import Worker
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.schema import GenerateRequest
 from gpu_worker.validator import Word
 from tasks.audio import AudioOptions, Placement, concatenate
@@ -25,7 +25,7 @@ def chunk(index: int, text: str) -> Chunk:
 
 
 @pytest.fixture(scope="module")
-def audio(worker: Worker) -> list:
+def audio(worker: BestOfN) -> list:
     return [worker.engine.synthesize(GenerateRequest(text=t), seed=0) for t in TEXTS]
 
 
@@ -36,7 +36,7 @@ def narrate(tmp_path: Path, audio: list, order: list[int]) -> tuple[Path, list[P
 
 
 def test_a_clean_chapter_has_a_low_wer_and_nothing_flagged(
-    tmp_path: Path, audio: list, worker: Worker
+    tmp_path: Path, audio: list, worker: BestOfN
 ) -> None:
     path, placements = narrate(tmp_path, audio, [0, 1, 2, 3, 4])
     result = validate(
@@ -46,7 +46,7 @@ def test_a_clean_chapter_has_a_low_wer_and_nothing_flagged(
     assert result.wer < 0.08 and result.words > 50
 
 
-def test_a_swapped_chunk_is_found_and_named(tmp_path: Path, audio: list, worker: Worker) -> None:
+def test_a_swapped_chunk_is_found_and_named(tmp_path: Path, audio: list, worker: BestOfN) -> None:
     path, placements = narrate(tmp_path, audio, [0, 1, 4, 3, 4])  # chunk 2 says chunk 4's text
     result = validate(
         path, [chunk(i, t) for i, t in enumerate(TEXTS)], placements, worker.validator
@@ -58,7 +58,7 @@ def test_a_swapped_chunk_is_found_and_named(tmp_path: Path, audio: list, worker:
 
 
 def test_a_chapter_heard_in_short_windows_names_the_same_chunk(
-    tmp_path: Path, audio: list, worker: Worker
+    tmp_path: Path, audio: list, worker: BestOfN
 ) -> None:
     path, placements = narrate(tmp_path, audio, [0, 1, 4, 3, 4])
     chunks = [chunk(i, t) for i, t in enumerate(TEXTS)]

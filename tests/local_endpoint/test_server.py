@@ -1,6 +1,7 @@
 """The local RunPod-compatible endpoint: the hosted API's contract around the real handler."""
 
 import base64
+import json
 import time
 from collections.abc import Callable
 from functools import partial
@@ -9,17 +10,17 @@ from typing import Any
 import httpx
 import pytest
 
-from gpu_worker.endpoint import Endpoint, EndpointConfig
-from gpu_worker.generate import Worker
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.handler import handle
 from gpu_worker.wav import decode_wav
+from local_endpoint.server import Endpoint, EndpointConfig
 
 KEY = "test-key-1234"
 JOB = {"input": {"text": "The beam swept out across the water.", "n_candidates": 1}}
 
 
 @pytest.fixture
-def endpoint(worker: Worker) -> Endpoint:
+def endpoint(worker: BestOfN) -> Endpoint:
     return Endpoint(
         EndpointConfig(api_key=KEY, run_retention_s=2), [partial(handle, worker=worker)]
     )
@@ -71,8 +72,10 @@ def test_runsync_waits_for_the_result(api: httpx.Client) -> None:
 def test_a_bad_request_fails_the_job_with_the_field_named(api: httpx.Client) -> None:
     done = api.post("/runsync", json={"input": {"text": "hi", "n_candidates": 0}}).json()
     assert done["status"] == "FAILED"
-    assert done["error"].startswith("InputError: invalid request: n_candidates:")
-    assert "greater than or equal to 1" in done["error"]
+    error = json.loads(done["error"])  # the wire error, as RunPod carries it: a JSON string
+    assert error["kind"] == "input" and error["code"] == "invalid_input"
+    assert error["message"].startswith("invalid request: n_candidates:")
+    assert "greater than or equal to 1" in error["message"]
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "wrong", f"Bearer {KEY}x"])

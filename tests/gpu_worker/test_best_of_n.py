@@ -5,9 +5,9 @@ import base64
 import numpy as np
 import pytest
 
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.engines.chatterbox import ChatterboxEngine
 from gpu_worker.errors import InputError
-from gpu_worker.generate import Worker
 from gpu_worker.schema import GenerateRequest, parse_request
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.wav import decode_wav
@@ -15,8 +15,8 @@ from gpu_worker.wav import decode_wav
 TEXT = "The harbour board met on the second floor of the old customs house."
 
 
-def test_a_clear_sentence_passes_with_every_score_reported(worker: Worker) -> None:
-    result = worker.generate(GenerateRequest(text=TEXT, n_candidates=3, seed=7))
+def test_a_clear_sentence_passes_with_every_score_reported(worker: BestOfN) -> None:
+    result = worker.run(GenerateRequest(text=TEXT, n_candidates=3, seed=7))
     assert result.passed
     assert result.best_score >= 90
     assert result.metadata.candidates_generated == 3
@@ -31,7 +31,7 @@ def test_a_clear_sentence_passes_with_every_score_reported(worker: Worker) -> No
     assert "customs house" in result.transcript.lower()
 
 
-def test_unreachable_threshold_runs_every_round_and_returns_the_best(worker: Worker) -> None:
+def test_unreachable_threshold_runs_every_round_and_returns_the_best(worker: BestOfN) -> None:
     request = GenerateRequest(
         text="Zxqvb Plorkwitz gnarfled the Vrendish quomp.",
         n_candidates=1,
@@ -39,7 +39,7 @@ def test_unreachable_threshold_runs_every_round_and_returns_the_best(worker: Wor
         whisper_threshold=100,
         seed=3,
     )
-    result = worker.generate(request)
+    result = worker.run(request)
     candidates = result.metadata.candidates
     assert not result.passed
     assert [c.round for c in candidates] == [0, 1, 2]
@@ -49,9 +49,9 @@ def test_unreachable_threshold_runs_every_round_and_returns_the_best(worker: Wor
     assert all("below_threshold" in c.reasons for c in candidates)
 
 
-def test_an_excellent_first_candidate_ends_the_round(worker: Worker) -> None:
+def test_an_excellent_first_candidate_ends_the_round(worker: BestOfN) -> None:
     request = GenerateRequest(text=TEXT, n_candidates=3, seed=7, accept_score=50)
-    result = worker.generate(request)
+    result = worker.run(request)
     assert result.passed
     assert result.best_score >= 50
     assert result.metadata.candidates_generated == 1
@@ -60,7 +60,7 @@ def test_an_excellent_first_candidate_ends_the_round(worker: Worker) -> None:
     assert "customs house" in result.transcript.lower()
 
 
-def test_early_acceptance_needs_a_passing_candidate(worker: Worker) -> None:
+def test_early_acceptance_needs_a_passing_candidate(worker: BestOfN) -> None:
     """A score above accept_score is not enough: every gate must pass too, so a round where
     nothing passes is made whole and the next round runs."""
     request = GenerateRequest(
@@ -71,7 +71,7 @@ def test_early_acceptance_needs_a_passing_candidate(worker: Worker) -> None:
         accept_score=0,
         seed=3,
     )
-    result = worker.generate(request)
+    result = worker.run(request)
     assert not result.passed
     assert [(c.round, c.seed) for c in result.metadata.candidates] == [
         (0, 3),
@@ -82,7 +82,7 @@ def test_early_acceptance_needs_a_passing_candidate(worker: Worker) -> None:
     assert result.metadata.candidates_skipped == 0
 
 
-def test_a_batching_engine_makes_its_round_in_one_batch(worker: Worker) -> None:
+def test_a_batching_engine_makes_its_round_in_one_batch(worker: BestOfN) -> None:
     """Chatterbox's English model decodes a round's candidates together: early acceptance
     leaves its batch whole. Its multilingual loop goes seed by seed, so it can stop early."""
     request = GenerateRequest(text=TEXT, accept_score=90)
@@ -90,8 +90,8 @@ def test_a_batching_engine_makes_its_round_in_one_batch(worker: Worker) -> None:
     multilingual = ChatterboxEngine(
         None, WorkerSettings(engine="chatterbox", chatterbox_multilingual=True), "unloaded"
     )
-    assert Worker(english, worker.validator).groups(request, [4, 5, 6]) == [[4, 5, 6]]
-    assert Worker(multilingual, worker.validator).groups(request, [4, 5]) == [[4], [5]]
+    assert BestOfN(english, worker.validator).groups(request, [4, 5, 6]) == [[4, 5, 6]]
+    assert BestOfN(multilingual, worker.validator).groups(request, [4, 5]) == [[4], [5]]
     assert worker.groups(request, [4, 5]) == [[4], [5]]
     assert worker.groups(GenerateRequest(text=TEXT), [4, 5]) == [[4, 5]]
 
@@ -105,7 +105,7 @@ def test_accept_score_is_left_out_of_requests_that_do_not_set_it() -> None:
     assert again.accept_score == 95
 
 
-def test_the_same_seed_gives_the_same_audio(worker: Worker) -> None:
+def test_the_same_seed_gives_the_same_audio(worker: BestOfN) -> None:
     first = worker.candidate(GenerateRequest(text=TEXT), 0, seed=11)
     again = worker.candidate(GenerateRequest(text=TEXT), 0, seed=11)
     other = worker.candidate(GenerateRequest(text=TEXT), 0, seed=12)
@@ -113,9 +113,9 @@ def test_the_same_seed_gives_the_same_audio(worker: Worker) -> None:
     assert not np.array_equal(first.audio, other.audio)
 
 
-def test_an_unknown_voice_names_the_available_ones(worker: Worker) -> None:
+def test_an_unknown_voice_names_the_available_ones(worker: BestOfN) -> None:
     with pytest.raises(InputError, match=r"voice 'nobody'.*available offline: heart"):
-        worker.generate(GenerateRequest(text=TEXT, voice="nobody"))
+        worker.run(GenerateRequest(text=TEXT, voice="nobody"))
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """Fault drills for the local RunPod-compatible endpoint: what a real endpoint does wrong,
-on purpose, at a chosen rate.
+on purpose, at a chosen rate or on the next requests.
 
     narrator endpoint --faults '{"rate": 0.2}'                       every kind, 20 %
     narrator endpoint --faults '{"rate": 1, "kinds": ["throttle"]}'  sustained 429s
@@ -13,6 +13,7 @@ Two layers, each drawing on its own at `rate`:
   with corrupt audio (corrupt), or it takes `slow_seconds` longer and then succeeds (slow).
 
 A job whose text contains one of `permanent_texts` always FAILS with a permanent error.
+`FaultDrill.schedule` answers the next requests with a chosen status, whatever the rate.
 Job faults are drawn from a hash of (seed, text, how many times that text was submitted),
 so a drill with a given seed faults the same takes whatever the timing: a rerun of a test
 sees the same faults. Every fault is counted by kind in `FaultDrill.injected`.
@@ -26,13 +27,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpu_worker.errors import PermanentError, TransientError
+
 Kind = Literal[
     "http_500", "http_502", "http_503", "throttle", "drop", "hang", "oom", "corrupt", "slow"
 ]
 HTTP_FAULTS: tuple[Kind, ...] = ("http_500", "http_502", "http_503", "throttle", "drop")
 JOB_FAULTS: tuple[Kind, ...] = ("hang", "oom", "corrupt", "slow")
-OOM_MESSAGE = "RuntimeError: CUDA error: out of memory (injected fault)"
-PERMANENT_MESSAGE = "ValueError: the worker cannot read this input (injected permanent fault)"
+OOM_ERROR = TransientError("CUDA out of memory (injected fault)", code="out_of_memory")
+PERMANENT_ERROR = PermanentError("the worker cannot read this input (injected permanent fault)")
 
 
 class FaultProfile(BaseModel):
@@ -63,16 +66,26 @@ class FaultDrill:
         self.injected: Counter[str] = Counter()
         self._random = random.Random(profile.seed)
         self._submissions: Counter[str] = Counter()
+        self.scheduled: list[tuple[str, float]] = []  # (kind, retry_after) for next requests
         self._lock = threading.Lock()
 
-    def http_fault(self) -> str | None:
-        """The fault for the next request, if any."""
+    def schedule(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
+        """Answer the next `times` requests with HTTP `status` (429 with `retry_after`)."""
+        kind = "throttle" if status == 429 else f"http_{status}"
+        wait = self.profile.retry_after if retry_after is None else retry_after
         with self._lock:
+            self.scheduled.extend([(kind, wait)] * times)
+
+    def http_fault(self) -> tuple[str, float] | None:
+        """The fault for the next request, if any: its kind and a 429's Retry-After."""
+        with self._lock:
+            if self.scheduled:
+                return self.scheduled.pop(0)
             if not self.http or self._random.random() >= self.profile.rate:
                 return None
             kind = self._random.choice(self.http)
             self.injected[kind] += 1
-            return kind
+            return kind, self.profile.retry_after
 
     def job_fault(self, job_input: Any) -> str | None:
         """The fault for a job a worker has taken, if any ("permanent" for marked texts)."""

@@ -1,6 +1,6 @@
 """A local stand-in for a RunPod serverless endpoint: the hosted queue API around the real
-handler, on 127.0.0.1. It is the development endpoint, the integration-test target, and the
-place where later work injects faults and measures dispatch.
+handler, on 127.0.0.1, for development, integration tests, fault drills and benchmarks.
+It is not part of the worker image (gpu_worker/Dockerfile leaves it out).
 
     POST /v2/{id}/run                 {"input": {...}, "policy": {"executionTimeout": ms}}
     POST /v2/{id}/runsync?wait=ms     the same, answered when done (or after `wait`)
@@ -13,7 +13,7 @@ place where later work injects faults and measures dispatch.
 Every request needs `Authorization: Bearer <key>` (or the bare key, as RunPod accepts),
 compared in constant time. Bodies over RunPod's limits (10 MB /run, 20 MB /runsync) are
 refused; results are kept 30 minutes after /run and 1 minute after /runsync, then answer
-404. N worker slots each own a Worker, so no model is shared between threads; a job that
+404. N worker slots each own a BestOfN, so no model is shared between threads; a job that
 overruns its execution timeout is TIMED_OUT, and its slot stays busy until the handler
 returns, as a real worker would.
 """
@@ -33,10 +33,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, SecretStr
 
-from gpu_worker.faults import OOM_MESSAGE, PERMANENT_MESSAGE, FaultDrill, FaultProfile, corrupt
-from gpu_worker.generate import Worker
+from gpu_worker.best_of_n import BestOfN
+from gpu_worker.errors import wire_string
 from gpu_worker.handler import handle
 from gpu_worker.settings import WorkerSettings
+from local_endpoint.faults import OOM_ERROR, PERMANENT_ERROR, FaultDrill, FaultProfile, corrupt
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
@@ -51,6 +52,9 @@ class EndpointConfig(BaseModel):
     runsync_retention_s: float = 60
     execution_timeout_s: float = 600.0
     faults: FaultProfile = Field(default_factory=FaultProfile, description="A fault drill.")
+    record_delivery: bool = Field(
+        False, description="Record when a client first reads each job's result (benchmarks)."
+    )
 
 
 @dataclass
@@ -75,9 +79,9 @@ class Job:
         self.finished = time.monotonic()
         self.done.set()
 
-    def view(self) -> dict[str, Any]:
+    def view(self, record_delivery: bool = False) -> dict[str, Any]:
         now = time.monotonic()
-        if self.status in FINAL and self.delivered is None:
+        if record_delivery and self.status in FINAL and self.delivered is None:
             self.delivered = now
         body: dict[str, Any] = {
             "id": self.id,
@@ -103,7 +107,6 @@ class Endpoint:
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self.busy = 0
         self.counts = {"completed": 0, "failed": 0, "retried": 0}
-        self.faults: list[tuple[int, float | None]] = []  # answers to give before serving
         self.requests = 0
         self.drill = FaultDrill(config.faults)
         api = self._routes(FastAPI(title="narrator local RunPod endpoint"))
@@ -131,9 +134,8 @@ class Endpoint:
                     job.finish("TIMED_OUT", error=f"job exceeded its {job.timeout_s:g} s timeout")
                     continue
                 if fault in ("oom", "permanent"):
-                    self._settle(
-                        job, {"error": OOM_MESSAGE if fault == "oom" else PERMANENT_MESSAGE}
-                    )
+                    error = OOM_ERROR if fault == "oom" else PERMANENT_ERROR
+                    self._settle(job, {"error": wire_string(error)})
                     continue
                 if fault == "slow":
                     await asyncio.sleep(self.drill.profile.slow_seconds)
@@ -159,11 +161,11 @@ class Endpoint:
             (result,) = await asyncio.gather(work, return_exceptions=True)  # slot stays busy
             return result
         except Exception as e:  # the handler raised instead of returning {"error": ...}
-            return {"error": f"{type(e).__name__}: {e}"}
+            return {"error": wire_string(e)}
 
     def _settle(self, job: Job, result: Any) -> None:
         if isinstance(result, BaseException):
-            result = {"error": f"{type(result).__name__}: {result}"}
+            result = {"error": wire_string(result)}
         if isinstance(result, dict) and "error" in result:
             if job.status not in FINAL:
                 self.counts["failed"] += 1
@@ -178,8 +180,8 @@ class Endpoint:
         self.drill = FaultDrill(profile)
 
     def inject(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
-        """Answer the next `times` authorised requests with `status` (a fault drill)."""
-        self.faults.extend([(status, retry_after)] * times)
+        """Answer the next `times` requests with `status` (FaultDrill.schedule)."""
+        self.drill.schedule(status, times, retry_after)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -224,10 +226,6 @@ class Endpoint:
             if not self._authorised(request):
                 return JSONResponse({"error": "Unauthorized: invalid or missing API key"}, 401)
             self.requests += 1
-            if self.faults:
-                status, retry_after = self.faults.pop(0)
-                headers = {"retry-after": f"{retry_after:g}"} if retry_after is not None else {}
-                return JSONResponse({"error": f"injected fault: HTTP {status}"}, status, headers)
             self._expire()
             return await call_next(request)
 
@@ -249,7 +247,7 @@ class Endpoint:
             )
             with contextlib.suppress(TimeoutError):  # still running: answer with its status
                 await asyncio.wait_for(job.done.wait(), min(max(wait, 1000), 300_000) / 1000)
-            return job.view()
+            return job.view(self.config.record_delivery)
 
         @app.get(f"{base}/status/{{job_id}}")
         async def status(job_id: str) -> JSONResponse:
@@ -262,7 +260,7 @@ class Endpoint:
                     },
                     404,
                 )
-            return JSONResponse(job.view())
+            return JSONResponse(job.view(self.config.record_delivery))
 
         @app.post(f"{base}/cancel/{{job_id}}")
         async def cancel(job_id: str) -> JSONResponse:
@@ -297,8 +295,8 @@ class Endpoint:
 
 
 def with_workers(config: EndpointConfig, settings: WorkerSettings, workers: int) -> Endpoint:
-    """An endpoint whose slots each run the real handler on a Worker of their own."""
-    loaded = [Worker.load(settings) for _ in range(workers)]
+    """An endpoint whose slots each run the real handler on a BestOfN of their own."""
+    loaded = [BestOfN.load(settings) for _ in range(workers)]
     return Endpoint(
         config, [partial(handle, worker=w, keep_audio=settings.keep_audio_dir) for w in loaded]
     )
@@ -312,18 +310,18 @@ class _HttpFaults:
         self.app, self.endpoint = app, endpoint
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        drill = self.endpoint.drill
-        fault = drill.http_fault() if scope["type"] == "http" else None
-        if fault is None:
+        drawn = self.endpoint.drill.http_fault() if scope["type"] == "http" else None
+        if drawn is None:
             await self.app(scope, receive, send)
             return
+        fault, retry_after = drawn
         if fault == "drop":
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-length", b"1000")]})  # fmt: skip
             await send({"type": "http.response.body", "body": b"{", "more_body": False})
             return
         status = 429 if fault == "throttle" else int(fault.removeprefix("http_"))
-        headers = {"retry-after": f"{drill.profile.retry_after:g}"} if status == 429 else {}
+        headers = {"retry-after": f"{retry_after:g}"} if status == 429 else {}
         response = JSONResponse({"error": f"injected fault: HTTP {status}"}, status, headers)
         await response(scope, receive, send)
 

@@ -55,7 +55,7 @@ def accepted(request: GenerateRequest, candidate: Candidate) -> bool:
     )
 
 
-class Worker:
+class BestOfN:
     """An engine and a validator, loaded once, serving one request at a time."""
 
     def __init__(self, engine: Engine, validator: Validator) -> None:
@@ -63,14 +63,15 @@ class Worker:
         self.validator = validator
 
     @classmethod
-    def load(cls, settings: WorkerSettings) -> "Worker":
+    def load(cls, settings: WorkerSettings) -> "BestOfN":
         return cls(load_engine(settings), Validator(settings))
 
     def identity(self, voice: str | None) -> str:
         """What about this worker changes the audio for `voice` (part of the cache key)."""
         return f"{self.engine.identity(voice)} | {self.validator.identity}"
 
-    def generate(self, request: GenerateRequest) -> GenerateResult:
+    def run(self, request: GenerateRequest) -> GenerateResult:
+        """Best-of-N for one request: the chosen take, its word times and every report."""
         candidates = self.candidates(request)
         best = max(candidates, key=Candidate.rank)
         reports = [c.report for c in candidates]

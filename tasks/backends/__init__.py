@@ -1,0 +1,68 @@
+"""Where a chunk's audio is made. Every backend speaks the worker's wire contract
+(GenerateRequest in, GenerateResult out), so the flow cannot tell them apart.
+
+    LocalBackend    the worker code in this process (embedded CPU engine by default): local.py
+    RunPodBackend   a RunPod serverless endpoint, over its REST API: runpod/
+
+A failure inside the worker reaches the flow as the same exception from either backend: both
+pass it through gpu_worker.errors' wire form (to_wire, from_wire).
+"""
+
+import threading
+from typing import Protocol
+
+from gpu_worker.schema import GenerateRequest, GenerateResult
+from gpu_worker.settings import WorkerSettings
+from tasks.backends.local import LocalBackend
+from tasks.backends.runpod import RunPodBackend, api_key
+from tasks.settings import NarratorSettings
+
+
+class Backend(Protocol):
+    name: str
+
+    def identity(self, voice: str | None) -> str:
+        """Everything about the backend that changes the audio for `voice` (cache key part)."""
+        ...
+
+    def voice_fingerprint(self, audio_prompt_url: str) -> str:
+        """sha256 of a reference clip's bytes (the cache key uses it, never the URL: a
+        presigned URL changes every run, the voice does not)."""
+        ...
+
+    def generate(self, request: GenerateRequest) -> GenerateResult:
+        """Best-of-N audio for one chunk. Raises TransientError or PermanentError."""
+        ...
+
+    def prepare(self, jobs: int) -> None:
+        """Get ready for `jobs` generate calls, before their tasks start."""
+        ...
+
+
+_OPEN: dict[tuple[object, ...], Backend] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def open_backend(settings: NarratorSettings, worker: WorkerSettings) -> Backend:
+    """The backend the settings name, shared per process: local models load once however
+    many chapters a process narrates, and RunPod jobs share one connection pool."""
+    key: tuple[object, ...] = (
+        (settings.backend, worker, settings.local_workers)
+        if settings.backend == "local"
+        else (settings.backend, settings)
+    )
+    with _OPEN_LOCK:
+        if key not in _OPEN:
+            _OPEN[key] = (
+                LocalBackend(worker, settings.local_workers)
+                if settings.backend == "local"
+                else RunPodBackend(settings, api_key(settings), worker)
+            )
+        return _OPEN[key]
+
+
+def cancel_remote_jobs() -> int:
+    """Cancel the in-flight jobs of every RunPod backend this process opened."""
+    with _OPEN_LOCK:
+        remote = [b for b in _OPEN.values() if isinstance(b, RunPodBackend)]
+    return sum(backend.cancel_all() for backend in remote)

@@ -1,0 +1,90 @@
+"""The local backend: the worker's own code (gpu_worker) run in this process."""
+
+import queue
+import threading
+from collections.abc import Callable
+
+from gpu_worker import voices
+from gpu_worker.best_of_n import BestOfN
+from gpu_worker.errors import InputError, from_wire, to_wire
+from gpu_worker.schema import GenerateRequest, GenerateResult
+from gpu_worker.settings import WorkerSettings
+
+
+class LocalBackend:
+    """Runs `gpu_worker` in-process: up to `workers` chunks at once, each on its own BestOfN
+    (engine + Whisper model), created on first use and kept for the life of the process."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        workers: int,
+        load: Callable[[WorkerSettings], BestOfN] = BestOfN.load,
+    ) -> None:
+        self.settings = settings
+        self.workers = workers
+        self._load = load
+        self._idle: queue.Queue[BestOfN] = queue.Queue()
+        self._created = 0
+        self._lock = threading.Lock()
+        self.requests = 0  # generate() calls served: a cached rerun leaves it unchanged
+
+    def identity(self, voice: str | None) -> str:
+        worker = self._acquire()
+        try:
+            return worker.identity(voice)
+        finally:
+            self._idle.put(worker)
+
+    def voice_fingerprint(self, audio_prompt_url: str) -> str:
+        """The clip is checked here, before any chunk is generated: a clip that is not
+        usable, or an engine that cannot clone, fails the run at once."""
+        worker = self._acquire()
+        try:
+            engine = worker.engine
+            reference = voices.load_reference(audio_prompt_url, self.settings, engine.sample_rate)
+            if not engine.clones:
+                raise InputError(
+                    f"the {engine.name} engine has built-in voices only "
+                    f"({', '.join(engine.voices())}) and cannot clone {audio_prompt_url!r}; "
+                    "use NARRATOR_ENGINE=chatterbox or --backend runpod"
+                )
+            return reference.sha256
+        finally:
+            self._idle.put(worker)
+
+    def prepare(self, jobs: int) -> None:
+        """Nothing to do: models load on first use."""
+
+    def generate(self, request: GenerateRequest) -> GenerateResult:
+        """Best-of-N in this process. A failure is passed through its wire form, as the
+        RunPod backend receives it, so both classify it alike."""
+        with self._lock:
+            self.requests += 1
+        worker = self._acquire()
+        try:
+            return worker.run(request)
+        except Exception as e:
+            raise from_wire(to_wire(e)) from e
+        finally:
+            self._idle.put(worker)
+
+    def _acquire(self) -> BestOfN:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            create = self._created < self.workers
+            if create:
+                self._created += 1
+        if create:
+            try:
+                return self._load(self.settings)
+            except BaseException:
+                with self._lock:
+                    self._created -= 1
+                raise
+        return self._idle.get()

@@ -1,0 +1,130 @@
+"""A failure inside the worker is the same exception from either backend: the local one (the
+worker's code in this process) and RunPod's (the real handler behind the local endpoint, over
+HTTP). Both carry it as gpu_worker.errors' wire form, so a chunk is retried on both or on
+neither, whatever words its message happens to hold."""
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gpu_worker.best_of_n import BestOfN
+from gpu_worker.errors import InputError, NarratorError, PermanentError, TransientError
+from gpu_worker.handler import handle
+from gpu_worker.schema import GenerateRequest
+from gpu_worker.settings import WorkerSettings
+from local_endpoint.server import Endpoint, EndpointConfig
+from tasks.backends import Backend
+from tasks.backends.local import LocalBackend
+from tasks.backends.runpod import RunPodBackend
+from tasks.settings import NarratorSettings
+
+KEY = "test-key-errors"
+REQUEST = GenerateRequest(text="The tide came in over the rocks.", n_candidates=1)
+
+
+class OutOfMemoryError(RuntimeError):
+    """What torch.cuda raises when the GPU is full (matched by its name, as torch's is)."""
+
+
+class FailingEngine:
+    """The real embedded engine, except that synthesis raises `error` (a fault drill)."""
+
+    def __init__(self, engine: Any, error: BaseException) -> None:
+        self._engine, self._error = engine, error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def synthesize_batch(self, request: GenerateRequest, seeds: list[int]) -> list[np.ndarray]:
+        raise self._error
+
+
+FAILURES = {
+    "CUDA out of memory": (
+        OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+        TransientError,
+        "out_of_memory",
+    ),
+    "broken CUDA context": (
+        RuntimeError("CUDA error: device-side assert triggered"),
+        TransientError,
+        "cuda_error",
+    ),
+    "our own transient": (TransientError("engine still warming up"), TransientError, "transient"),
+    # a bug whose message happens to say "timed out" is not worth a retry
+    "a bug that says timed out": (
+        ValueError("decoder timed out on an empty prompt"),
+        PermanentError,
+        "internal_error",
+    ),
+    "a bug": (ZeroDivisionError("division by zero"), PermanentError, "internal_error"),
+}
+
+
+def local_backend(worker: BestOfN, error: BaseException | None) -> Backend:
+    engine = worker.engine if error is None else FailingEngine(worker.engine, error)
+    return LocalBackend(WorkerSettings(), 1, load=lambda _: BestOfN(engine, worker.validator))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def runpod_backend(
+    serve: Callable[[Any], str],
+) -> Callable[[BestOfN, BaseException | None], Backend]:
+    def connect(worker: BestOfN, error: BaseException | None) -> Backend:
+        engine = worker.engine if error is None else FailingEngine(worker.engine, error)
+        faulty = BestOfN(engine, worker.validator)  # type: ignore[arg-type]
+        endpoint = Endpoint(EndpointConfig(api_key=KEY), [partial(handle, worker=faulty)])
+        settings = NarratorSettings(
+            endpoint_limit="",
+            backend="runpod",
+            runpod_endpoint_id="local",
+            runpod_base_url=f"{serve(endpoint.app)}/v2",
+        )
+        return RunPodBackend(settings, KEY, WorkerSettings())
+
+    return connect
+
+
+def raised(backend: Backend, request: GenerateRequest) -> NarratorError:
+    with pytest.raises(NarratorError) as caught:
+        backend.generate(request)
+    return caught.value
+
+
+@pytest.mark.parametrize("failure", FAILURES, ids=list(FAILURES))
+def test_a_worker_failure_is_classified_alike_by_both_backends(
+    failure: str, worker: BestOfN, runpod_backend: Callable[..., Backend]
+) -> None:
+    error, kind, code = FAILURES[failure]
+    local = raised(local_backend(worker, error), REQUEST)
+    remote = raised(runpod_backend(worker, error), REQUEST)
+    for found in (local, remote):
+        assert type(found) is kind, (found, type(found))
+        assert found.code == code
+        assert str(error) in str(found)
+    assert "FAILED on the worker" in str(remote)
+
+
+def test_bad_input_is_an_input_error_on_both_backends(
+    worker: BestOfN, runpod_backend: Callable[..., Backend]
+) -> None:
+    unknown = REQUEST.model_copy(update={"voice": "nobody"})
+    for backend in (local_backend(worker, None), runpod_backend(worker, None)):
+        found = raised(backend, unknown)
+        assert type(found) is InputError and found.code == "invalid_input"
+        assert "voice 'nobody' is not available" in str(found)
+
+
+def test_a_cuda_error_asks_runpod_for_a_new_worker(worker: BestOfN) -> None:
+    faulty = BestOfN(
+        FailingEngine(worker.engine, RuntimeError("CUDA error: an illegal memory access")),
+        worker.validator,
+    )  # type: ignore[arg-type]
+    answer = handle({"id": "j1", "input": REQUEST.model_dump()}, faulty)
+    assert answer["refresh_worker"] is True
+    assert "refresh_worker" not in handle(
+        {"id": "j2", "input": {**REQUEST.model_dump(), "voice": "nobody"}}, worker
+    )
