@@ -12,7 +12,7 @@ Three processes, one after another, so that each one's peak memory is its own:
     concat   imports `tasks.audio`, notes its RSS, then runs `tasks.audio.concatenate` with
              the default AudioOptions and the audiobook LoudnessOptions, fed by a generator
              that reads and decodes one file at a time, as the flow reads its cache
-    verify   runs `tasks.post.verify_audio` on the chapter (the flow's post-processing check)
+    verify   runs `tasks.verify.verify_audio` on the chapter (the flow's post-processing check)
 Prints one table: wall time, peak RSS (and RSS after imports) of concat and verify, seconds
 of audio per wall second, the chapter's size and duration against what its placements say.
 `--profile` runs concat under cProfile and prints its top functions. Writes the figures as
@@ -166,7 +166,7 @@ def concat(directory: Path, profile: bool) -> dict[str, Any]:
 def verify(directory: Path, words: int) -> dict[str, Any]:
     """The flow's post-processing check of the whole chapter file."""
     from tasks.loudness import LoudnessOptions
-    from tasks.post import verify_audio
+    from tasks.verify import verify_audio
 
     baseline = rss_mb()
     started = time.perf_counter()

@@ -18,14 +18,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 from pydantic import BaseModel, Field
 
-from flows.chapter import NarrationOptions, fingerprint, narrate_chapter, output_stem
+from flows.chapter import narrate_chapter
+from flows.services import services
 from gpu_worker.errors import NarratorError, PermanentError
-from gpu_worker.settings import WorkerSettings
-from tasks.backends import open_backend
+from tasks.options import NarrationOptions
+from tasks.reports import fingerprint
 from tasks.settings import NarratorSettings
-from tasks.storage import join, list_sources, read_text_if_exists
+from tasks.storage import join, list_sources, output_stem, read_text_if_exists
 from tasks.text import read_chapter
-from tasks.voice_library import VoiceLibrary
+from tasks.voice_resolution import resolve
 
 MAX_IN_FLIGHT = 8
 
@@ -89,13 +90,12 @@ def narrate_batch(
     if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
         raise PermanentError(f"max_in_flight must be 1-{MAX_IN_FLIGHT}, not {max_in_flight}")
     logger = get_run_logger()
-    settings = NarratorSettings()
+    built = services()
+    settings = built.settings
     chapters = list_sources(source, pattern, settings.s3_endpoint_url)
     if not chapters:
         raise PermanentError(f"no chapters matching {pattern!r} in {source}")
-    worker = WorkerSettings()
-    library = VoiceLibrary(worker.voice_library, settings.s3_endpoint_url)
-    identity = open_backend(settings, worker).identity(library.fields(voice)["voice"])
+    identity = built.backend.identity(resolve(voice, built.library)["voice"])
     outputs = {c: join(out_dir, output_stem(c)) for c in chapters}
     skipped = [c for c in chapters if is_current(c, outputs[c], options, identity, voice, settings)]
     todo = [c for c in chapters if c not in skipped]

@@ -71,10 +71,10 @@ class WorkerSettings(BaseSettings):
         Path("/runpod-volume/voices"),
         description="Relative audio_prompt_url paths are read from here, and never above it.",
     )
-    voice_library: str = Field(
-        str(Path.home() / ".local" / "share" / "narrator" / "voices"),
-        description="The voice library (`narrator voices`): a folder or s3://bucket/prefix. "
-        "Flows take its voices by name; a local library's clips may also be read from here.",
+    library_root: Path | None = Field(
+        None,
+        description="A local voice library whose clips this worker may also read (set by "
+        "the orchestrator for the in-process backend, from its voice_library).",
     )
     voice_cache_dir: Path = Field(
         Path.home() / ".cache" / "narrator" / "voices",

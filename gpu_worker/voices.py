@@ -177,8 +177,8 @@ def _read_volume(relative: str, settings: WorkerSettings) -> bytes:
     root = settings.voices_root.resolve()
     path = (root / relative).resolve()
     roots = [root]
-    if "://" not in settings.voice_library:
-        roots.append(Path(settings.voice_library).expanduser().resolve())
+    if settings.library_root is not None:
+        roots.append(settings.library_root.expanduser().resolve())
     if not any(path.is_relative_to(r) for r in roots):
         raise InputError(f"audio_prompt_url {relative!r} is outside the voices volume {root}")
     if not path.is_file():

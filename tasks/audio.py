@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gpu_worker.errors import PermanentError
 from gpu_worker.qc import FRAME_S, sounding_frames
 from gpu_worker.wav import decode_wav, resample
-from tasks.generate import CACHE_READERS, ChunkAudio, ChunkJob, chunk_store, read_chunk
+from tasks.cache import CACHE_READERS, ChunkAudio, ChunkJob, chunk_store, read_chunk
 from tasks.loudness import LoudnessOptions, integrated_loudness, limit
 from tasks.text import Break
 

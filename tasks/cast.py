@@ -21,7 +21,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from gpu_worker.errors import InputError
-from gpu_worker.schema import GenerateRequest, explain
+from gpu_worker.schema import explain
 
 SpeakerName = Annotated[
     str,
@@ -42,12 +42,6 @@ class Role(BaseModel):
     exaggeration: float | None = Field(None, ge=0.0, le=2.0, description="Emotion intensity.")
     cfg_weight: float | None = Field(None, ge=0.0, le=1.0, description="Guidance weight.")
     temperature: float | None = Field(None, gt=0.0, le=2.0, description="Sampling temperature.")
-
-    def apply(self, template: GenerateRequest, voice: dict[str, str | None]) -> GenerateRequest:
-        """The run's request template as this role reads it; `voice` is the role's voice
-        resolved to request fields (or the run's when the role names none)."""
-        update = self.model_dump(exclude={"voice"}, exclude_none=True)
-        return template.model_copy(update={**update, **voice})
 
 
 class Cast(BaseModel):

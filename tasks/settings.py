@@ -1,8 +1,9 @@
 """Orchestrator settings: where things live and how much runs at once.
 
-Read once, from `NARRATOR_*` environment variables (or a `.env` file), at the entry point —
-the flow's first line, or the CLI — and passed down. Per-run choices (voice, candidates,
-pauses) are flow parameters instead: see `flows.chapter.NarrationOptions`.
+Read once, from `NARRATOR_*` environment variables (or a `.env` file), at an entry point
+(flows/services.py: a flow's first line, or a CLI command, which may pass its own) and
+passed down as objects. Per-run choices (voice, candidates, pauses) are flow parameters
+instead: tasks/options.py.
 """
 
 from pathlib import Path
@@ -66,6 +67,11 @@ class NarratorSettings(BaseSettings):
         description="Chunks generated at once by the "
         "local backend; each holds its own engine and Whisper model. "
         "Match it to the CPU cores.",
+    )
+    voice_library: str = Field(
+        str(Path.home() / ".local" / "share" / "narrator" / "voices"),
+        description="The voice library (`narrator voices`): a folder or s3://bucket/prefix. "
+        "Flows take its voices by name.",
     )
     max_chapter_bytes: int = Field(
         5_000_000, ge=1, description="Largest chapter file accepted (about 800,000 words)."

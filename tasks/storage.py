@@ -43,6 +43,12 @@ def split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+def output_stem(source: str) -> str:
+    """The name a chapter's outputs take from its source file."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(source).stem).strip(".-")
+    return stem or "chapter"
+
+
 def join(location: str, name: str) -> str:
     return f"{location.rstrip('/')}/{name}" if is_s3(location) else str(Path(location) / name)
 

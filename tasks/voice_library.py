@@ -29,10 +29,9 @@ from gpu_worker.voices import MIN_SECONDS, check_clip
 from gpu_worker.wav import encode_wav
 from tasks import storage
 from tasks.audio import OUTPUT_RATE
-from tasks.generate import voice_fields
 from tasks.loudness import integrated_loudness, limit, true_peak_db
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")  # the whole name: NAME.fullmatch
 TARGET_LUFS = -20.0  # reference clips: a level every engine reads cleanly
 PEAK_CEILING_DB = -1.0
 RECOMMENDED_SECONDS = (5.0, 20.0)
@@ -55,7 +54,7 @@ class Voice(BaseModel):
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise InputError(
             f"voice name {name!r}: use 1-40 letters, digits, '-' or '_', starting with a "
             "letter or digit (it names a file, so no paths)"
@@ -138,12 +137,9 @@ class VoiceLibrary:
             )
         return voice
 
-    def fields(self, voice: str | None) -> dict[str, str | None]:
-        """A run's `voice` as request fields: a library voice's clip when the library has
-        that name, else a reference clip or a built-in voice (tasks.generate.voice_fields)."""
-        if voice and NAME.match(voice) and self._find(voice):
-            return {"voice": None, "audio_prompt_url": self.clip(voice)}
-        return voice_fields(voice)
+    def has(self, name: str) -> bool:
+        """Whether the library holds a voice called `name`."""
+        return self._find(name) is not None
 
     def remove(self, name: str) -> None:
         self.get(name)

@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 
 from flows.batch import narrate_batch
-from flows.chapter import NarrationOptions
 from gpu_worker.errors import PermanentError
 from gpu_worker.schema import GenerationParams
 from gpu_worker.settings import WorkerSettings
 from tasks.backends import LocalBackend, open_backend
 from tasks.loudness import LoudnessOptions
+from tasks.options import NarrationOptions
 from tasks.settings import NarratorSettings
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -12,7 +12,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.chapter import ChapterResult, NarrationOptions, generate, narrate_chapter
+from flows.chapter import ChapterResult, NarrationOptions, narrate_chapter
+from flows.map_chunks import map_chunks
 from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import InputError, PermanentError, ValidationFailed
 from gpu_worker.qc import longest_inner_silence
@@ -21,8 +22,9 @@ from gpu_worker.scoring import compare
 from gpu_worker.settings import WorkerSettings
 from tasks.audio import AudioOptions
 from tasks.backends import LocalBackend, open_backend
+from tasks.cache import ChunkJob
+from tasks.chunk_generation import plan_jobs
 from tasks.encode import decoded_seconds
-from tasks.generate import ChunkJob, plan_jobs
 from tasks.loudness import integrated_loudness, true_peak_db
 from tasks.settings import NarratorSettings
 from tasks.storage import result_storage
@@ -153,7 +155,7 @@ class Endpoint:
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
 def generate_flow(jobs: list[ChunkJob], endpoint: Endpoint, settings: NarratorSettings) -> None:
     storage = result_storage(settings.cache_dir, settings.s3_endpoint_url)
-    generate(jobs, endpoint, storage, settings, FAST, "numbered")
+    map_chunks(jobs, endpoint, storage, settings, FAST, "numbered")
 
 
 def test_failed_chunks_are_all_named_after_the_others_finish(

@@ -7,7 +7,6 @@ import pytest
 
 from gpu_worker.errors import (
     InputError,
-    NarratorError,
     PermanentError,
     TransientError,
     ValidationFailed,

@@ -19,7 +19,7 @@ from tasks.audio import (
     tighten,
     trim,
 )
-from tasks.generate import ChunkAudio, ChunkJob, chunk_store
+from tasks.cache import ChunkAudio, ChunkJob, chunk_store
 from tasks.loudness import LoudnessOptions, integrated_loudness, limit, true_peak_db
 from tasks.storage import OutputDir
 from tasks.text import Break

@@ -3,7 +3,6 @@
 import pytest
 
 from gpu_worker.errors import InputError
-from gpu_worker.schema import GenerateRequest
 from tasks.cast import read_cast
 
 CAST = """
@@ -14,14 +13,6 @@ voice = "heart"
 voice = "joe"
 exaggeration = 0.7
 """
-
-
-def test_a_role_overrides_only_what_it_sets() -> None:
-    cast = read_cast(CAST, "cast.toml")
-    base = GenerateRequest(text="Hi.", cfg_weight=0.3)
-    tom = cast.role("Tom").apply(base, {"voice": "joe", "audio_prompt_url": None})
-    assert (tom.voice, tom.exaggeration, tom.cfg_weight) == ("joe", 0.7, 0.3)
-    assert cast.role(None).voice == "heart"
 
 
 @pytest.mark.parametrize(

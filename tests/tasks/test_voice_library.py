@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks.loudness import integrated_loudness
 from tasks.voice_library import VoiceLibrary
+from tasks.voice_resolution import resolve
 from tests.gpu_worker.test_voices import clip
 
 runner = CliRunner()
@@ -65,7 +66,9 @@ def test_unusable_clips_are_refused_with_a_reason(tmp_path: Path, data: bytes, r
     assert not (tmp_path / "lib").exists() or not any((tmp_path / "lib").iterdir())
 
 
-@pytest.mark.parametrize("name", ["../mara", "a/b", ".hidden", "x" * 41, "mara.wav"])
+@pytest.mark.parametrize(
+    "name", ["../mara", "a/b", ".hidden", "x" * 41, "mara.wav", "mara\n", "mara\r\n"]
+)
 def test_names_cannot_be_paths(tmp_path: Path, name: str) -> None:
     (tmp_path / "take.wav").write_bytes(clip(5.0))
     code, said = voices("add", name, str(tmp_path / "take.wav"), library=str(tmp_path / "lib"))
@@ -95,8 +98,9 @@ def test_a_good_clip_round_trips_through_a_local_library(tmp_path: Path) -> None
     assert integrated_loudness(samples, rate) == pytest.approx(-20.0, abs=0.5)
     assert library.get("mara").sha256 == hashlib.sha256(wav).hexdigest()
     # a run's voice "mara" becomes the clip; other names stay built-in voices
-    assert library.fields("mara") == {"voice": None, "audio_prompt_url": library.clip("mara")}
-    assert library.fields("joe") == {"voice": "joe", "audio_prompt_url": None}
+    assert resolve("mara", library) == {"voice": None, "audio_prompt_url": library.clip("mara")}
+    assert resolve("joe", library) == {"voice": "joe", "audio_prompt_url": None}
+    assert resolve("mara\n", library)["audio_prompt_url"] is None  # the whole name, or none
     code, said = voices("remove", "mara", library=str(tmp_path / "lib"))
     assert code == 0 and list((tmp_path / "lib").iterdir()) == []
     code, said = voices("show", "mara", library=str(tmp_path / "lib"))
@@ -109,7 +113,7 @@ def test_a_good_clip_round_trips_through_s3(tmp_path: Path, s3: str) -> None:
     library = round_trip("s3://studio/voices", env, tmp_path / "take.wav")
     keys = boto3.client("s3", endpoint_url=s3).list_objects_v2(Bucket="studio")["Contents"]
     assert sorted(k["Key"] for k in keys) == ["voices/mara.json", "voices/mara.wav"]
-    assert library.fields("mara")["audio_prompt_url"] == "s3://studio/voices/mara.wav"
+    assert resolve("mara", library)["audio_prompt_url"] == "s3://studio/voices/mara.wav"
     code, _ = voices("remove", "mara", library="s3://studio/voices", env=env)
     assert code == 0 and "Contents" not in boto3.client("s3", endpoint_url=s3).list_objects_v2(
         Bucket="studio"

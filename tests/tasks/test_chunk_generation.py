@@ -8,7 +8,8 @@ import pytest
 from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import PermanentError, TransientError
 from gpu_worker.schema import GenerateRequest, GenerateResult
-from tasks.generate import cache_key, generate_chunk, plan_jobs, to_chunk_audio
+from tasks.cache import cache_key
+from tasks.chunk_generation import generate_chunk, plan_jobs, to_chunk_audio
 
 REQUEST = GenerateRequest(text="The light came round once every ten seconds.", n_candidates=1)
 

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from gpu_worker.errors import PermanentError
-from tasks.post import check_audio, verify_audio
+from tasks.verify import check_audio, verify_audio
 
 RATE = 24000
 

@@ -1,0 +1,23 @@
+"""The `narrator` command.
+
+    narrator run CHAPTER [--out DIR] [options]     narrate one chapter file      (run.py)
+    narrator voices add|list|show|remove           the voice library             (voices.py)
+    narrator endpoint                              a local RunPod-compatible endpoint
+    narrator stack                                 Prefect server, deployments and a worker
+                                                                                 (servers.py)
+
+Run options become the flow's parameters (`NarrationOptions`); --workers, --cache-dir and
+--backend override the matching NARRATOR_* settings for this run (common.py builds the
+settings; the flow receives them through flows.services.configured). Prefect is imported
+when a command runs; its console output is kept to warnings unless --verbose (the bar shows
+progress, and every log line still reaches the Prefect API for the UI).
+"""
+
+from flows.cli import run, servers, voices
+from flows.cli.common import app
+
+__all__ = ["app", "main", "run", "servers", "voices"]
+
+
+def main() -> None:
+    app(prog_name="narrator")

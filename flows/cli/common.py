@@ -1,0 +1,116 @@
+"""What every narrator command shares: the root command, its error line, option helpers,
+settings from the command line, and Prefect's console kept quiet."""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+
+app = typer.Typer(
+    help="narrator: long text in, narrated audio out — validated by speech recognition, "
+    "with metadata and subtitles. Runs as a Prefect flow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@app.callback()
+def _root() -> None:
+    """narrator: long text in, narrated audio out.
+
+    Each chunk is generated several times and checked by speech recognition; the best
+    reading is kept. Outputs: a 24 kHz WAV, SRT subtitles, segments.json and metadata.json.
+    Settings (cache folder, workers, models) come from NARRATOR_* environment variables.
+    """
+
+
+def default(model: type[BaseModel], name: str) -> Any:
+    return model.model_fields[name].default
+
+
+def help_of(model: type[BaseModel], name: str) -> str:
+    return model.model_fields[name].description or ""
+
+
+def opt(model: type[BaseModel], name: str, *flags: str, **kw: Any) -> Any:
+    return typer.Option(*flags, help=help_of(model, name), show_default=True, **kw)
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[bold red]narrator:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def narrator_settings(**overrides: Any) -> Any:
+    """NarratorSettings from the environment with the command line's `overrides` on top; a
+    bad value is one line naming it."""
+    from gpu_worker.schema import explain
+    from tasks.settings import NarratorSettings
+
+    try:
+        return NarratorSettings(**overrides)
+    except ValidationError as e:
+        fail(f"invalid settings: {explain(e)}")
+
+
+def worker_settings() -> Any:
+    from flows.services import current_settings
+
+    try:
+        return current_settings()[1]
+    except ValidationError as e:
+        from gpu_worker.schema import explain
+
+        fail(f"invalid settings: {explain(e)}")
+
+
+@contextmanager
+def prefect_console(verbose: bool) -> Iterator[None]:
+    """Prefect's settings for a command's run: no analytics, a temporary server given time
+    to start on a busy machine, and (unless `verbose`) a console kept to warnings."""
+    from prefect.settings import (
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        PREFECT_SERVER_LOGGING_LEVEL,
+        temporary_settings,
+    )
+
+    updates: dict[Any, Any] = {
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: max(
+            90, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+        ),
+    }
+    if not verbose:
+        _quiet_console()
+        # The temporary server (started when no PREFECT_API_URL is set) logs event-flush
+        # tracebacks when it is stopped at exit; a real server is not affected by this.
+        updates[PREFECT_SERVER_LOGGING_LEVEL] = "CRITICAL"
+    with temporary_settings(updates=updates):
+        yield
+
+
+def _quiet_console() -> None:
+    """Keep Prefect's console output to warnings, without the tracebacks of our own errors
+    (the command prints those as one line); its API log handler still gets everything."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    from gpu_worker.errors import NarratorError
+
+    def unexplained(record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], NarratorError):
+            return False
+        # a failed task's closing line: the command says which chunk or step failed and why
+        return not record.getMessage().startswith("Finished in state Failed")
+
+    for logger in (logging.getLogger(), *map(logging.getLogger, ("uvicorn", "fastapi"))):
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.WARNING)
+                handler.addFilter(unexplained)

@@ -1,0 +1,160 @@
+"""Phase 2 of a chapter: every cached chunk reused, one generate-chunk task mapped per other
+chunk, and each outcome collected as its task run finishes.
+
+Memory stays flat however long the chapter: a run keeps each chunk's record without its
+audio (concatenation reads the audio from the cache), drops each future once read, and
+collects the reference cycles futures leave every COLLECT_EVERY chunks (docs/PERFORMANCE.md).
+"""
+
+import gc
+import queue
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Protocol, cast
+from uuid import UUID
+
+from prefect import unmapped
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture
+
+from gpu_worker.errors import PermanentError, ValidationFailed
+from tasks.artifacts import artifact_key
+from tasks.backends import Backend
+from tasks.cache import ChunkAudio, ChunkJob, find_cached
+from tasks.chunk_generation import ChunkOutcome, generate_chunk
+from tasks.options import NarrationOptions
+from tasks.settings import NarratorSettings
+
+# Seconds between updates of the progress artifact (each is a write the Prefect server's
+# database serialises: one per chunk was half of a nightly batch's API calls).
+PROGRESS_EVERY = 2.0
+# Finished chunk tasks between two garbage collections of the cycles futures leave.
+COLLECT_EVERY = 64
+
+
+class Progress(Protocol):
+    """Told about the chapter as it goes (the CLI draws a progress bar with it)."""
+
+    def planned(self, total: int) -> None: ...
+
+    def finished(self, outcome: ChunkOutcome) -> None: ...
+
+
+progress_listener: ContextVar[Progress | None] = ContextVar("progress_listener", default=None)
+
+
+@contextmanager
+def listening(progress: Progress) -> Iterator[None]:
+    token = progress_listener.set(progress)
+    try:
+        yield
+    finally:
+        progress_listener.reset(token)
+
+
+def map_chunks(
+    jobs: list[ChunkJob],
+    backend: Backend,
+    storage: Path | str,
+    settings: NarratorSettings,
+    options: NarrationOptions,
+    stem: str,
+) -> list[ChunkOutcome]:
+    """Reuse every cached chunk, map one generation task per other chunk and wait for all
+    of them; fail naming every chunk that failed (after the others have finished, so their
+    audio is cached for the rerun). A progress artifact follows the chunks as they finish.
+    Outcomes keep no audio: concatenation reads it from the cache."""
+    progress = progress_listener.get()
+    if progress:
+        progress.planned(len(jobs))
+    reused = {} if options.refresh_cache else find_cached(jobs, storage)
+    outcomes = {
+        job.index: ChunkOutcome(job, reused[job.index], cached=True)
+        for job in jobs
+        if job.index in reused
+    }
+    tracker = cast(
+        UUID,
+        create_progress_artifact(
+            100.0 * len(outcomes) / len(jobs),
+            key=artifact_key(stem, "progress"),
+            description=f"Chunks of {stem} generated",
+        ),
+    )
+    if progress:
+        for outcome in outcomes.values():
+            progress.finished(outcome)
+    missing = [job for job in jobs if job.index not in outcomes]
+    backend.prepare(len(missing))
+    task = generate_chunk.with_options(
+        result_storage=storage,
+        refresh_cache=options.refresh_cache,
+        retries=settings.chunk_retries,
+        retry_delay_seconds=list(settings.chunk_retry_delays),
+    )
+    shown = time.monotonic()
+    for outcome in _run(task, missing, backend):
+        outcomes[outcome.job.index] = outcome
+        if time.monotonic() - shown >= PROGRESS_EVERY or len(outcomes) == len(jobs):
+            update_progress_artifact(tracker, 100.0 * len(outcomes) / len(jobs))
+            shown = time.monotonic()
+        if progress:
+            progress.finished(outcome)
+    ordered = [outcomes[job.index] for job in jobs]
+    failed = [o for o in ordered if o.audio is None]
+    if failed:
+        details = "; ".join(f"chunk {o.job.index}: {o.error}" for o in failed)
+        raise PermanentError(
+            f"{len(failed)} of {len(jobs)} chunks failed ({details}). "
+            "Chunks that succeeded are cached: rerun to retry only these."
+        )
+    low = [o.job.index for o in ordered if o.audio and not o.audio.passed]
+    if low and options.on_low_score == "fail":
+        raise ValidationFailed(
+            f"chunks {low} stayed below whisper_threshold "
+            f"{options.generation.whisper_threshold} after every retry"
+        )
+    return ordered
+
+
+def _run(task: Any, jobs: list[ChunkJob], backend: Backend) -> Iterator[ChunkOutcome]:
+    """Map `task` over `jobs` and yield each job's outcome as its task run finishes.
+
+    Each future is dropped once read (prefect's as_completed would hold every one, and with
+    it every chunk's audio, until the last) and the cycles it leaves are collected every
+    COLLECT_EVERY chunks. What exists before the mapping is frozen out of those collections,
+    so each one stays short: a full collection holds the GIL long enough to stall the
+    endpoint's polling."""
+    gc.freeze()
+    try:
+        finished: queue.SimpleQueue[PrefectFuture[ChunkAudio]] = queue.SimpleQueue()
+        pending: dict[UUID, ChunkJob] = {}
+        if jobs:  # the list task.map returns is not kept: it would hold every future
+            for future, job in zip(task.map(jobs, unmapped(backend)), jobs, strict=True):
+                pending[future.task_run_id] = job
+                future.add_done_callback(finished.put)
+        while pending:
+            future = finished.get()
+            yield _outcome(future, pending.pop(future.task_run_id))
+            if len(pending) % COLLECT_EVERY == 0:
+                gc.collect()
+    finally:
+        gc.unfreeze()
+
+
+def _outcome(future: PrefectFuture[ChunkAudio], job: ChunkJob) -> ChunkOutcome:
+    future.wait()
+    state = future.state
+    if state.is_completed():
+        audio = future.result().without_audio()
+        return ChunkOutcome(job, audio, cached=state.name == "Cached")
+    error = state.result(raise_on_failure=False)
+    message = (
+        f"{type(error).__name__}: {error}"
+        if isinstance(error, BaseException)
+        else str(state.message)
+    )
+    return ChunkOutcome(job, None, cached=False, error=message)

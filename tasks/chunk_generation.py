@@ -1,0 +1,135 @@
+"""Phase 2: one mapped task per chunk, generated on the backend on a cache miss and retried
+only when the failure is transient.
+
+`plan_jobs` gives each chunk's request its cache key (tasks/cache.py); `generate_chunk` asks
+the backend for it, checks what comes back (`to_chunk_audio`) and hands the result to
+Prefect's result store, which is the chunk cache.
+"""
+
+import base64
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.runtime import task_run as current_task_run
+
+from gpu_worker.errors import PermanentError, TransientError
+from gpu_worker.schema import GenerateRequest, GenerateResult
+from gpu_worker.wav import decode_wav
+from tasks.backends import Backend
+from tasks.cache import ChunkAudio, ChunkJob, ChunkSerializer, cache_key
+
+
+def plan_jobs(requests: list[GenerateRequest], backend: Backend) -> list[ChunkJob]:
+    """One job per chunk request, with its cache key. The backend's identity and a reference
+    clip's fingerprint are looked up once per voice."""
+    identities: dict[str | None, str] = {}
+    fingerprints: dict[str, str] = {}
+    jobs = []
+    for index, request in enumerate(requests):
+        if request.voice not in identities:
+            identities[request.voice] = backend.identity(request.voice)
+        reference = request.audio_prompt_url
+        if reference and reference not in fingerprints:
+            fingerprints[reference] = backend.voice_fingerprint(reference)
+        key = cache_key(request, identities[request.voice], fingerprints.get(reference or ""))
+        jobs.append(ChunkJob(index, request, key))
+    return jobs
+
+
+def to_chunk_audio(result: GenerateResult, attempts: int, seconds: float) -> ChunkAudio:
+    """Decode and check a backend's result. Audio that does not decode is a transient error:
+    a take garbled on its way back is asked for again."""
+    try:
+        wav = base64.b64decode(result.audio_base64, validate=True)
+        samples, rate = decode_wav(wav, "backend audio")
+    except (ValueError, PermanentError) as e:
+        raise TransientError(f"backend returned corrupt audio ({e}); asking again") from e
+    if samples.size == 0:
+        raise TransientError("backend returned empty audio; asking again")
+    return ChunkAudio(
+        wav=wav,
+        sample_rate=rate,
+        duration_seconds=round(samples.size / rate, 3),
+        best_score=result.best_score,
+        passed=result.passed,
+        reasons=result.reasons,
+        transcript=result.transcript,
+        words=result.words,
+        candidates=result.metadata.candidates,
+        retries_used=result.metadata.retries_used,
+        candidates_skipped=result.metadata.candidates_skipped,
+        attempts=attempts,
+        backend_seconds=round(seconds, 3),
+    )
+
+
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry TransientError only."""
+    try:
+        state.result()
+    except TransientError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _job_key(context: Any, parameters: dict[str, Any]) -> str:
+    return str(parameters["job"].cache_key)
+
+
+@task(
+    name="generate-chunk",
+    task_run_name="chunk-{job.index:04d}",
+    cache_key_fn=_job_key,
+    persist_result=True,
+    result_serializer=ChunkSerializer(),
+    cache_result_in_memory=False,  # Prefect's store would keep the last 1,000 chunks' audio
+    retries=4,  # flows set retries and delays from NarratorSettings (chunk_retries)
+    retry_delay_seconds=[2, 10, 30, 60],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=is_transient,
+)
+def generate_chunk(job: ChunkJob, backend: Backend) -> ChunkAudio:
+    """Generate one chunk's audio on the backend (only runs on a cache miss)."""
+    logger = get_run_logger()
+    attempt = int(current_task_run.run_count or 1)
+    logger.info(
+        "chunk %d attempt %d: %d chars on %s",
+        job.index,
+        attempt,
+        len(job.request.text),
+        backend.name,
+    )
+    started = time.perf_counter()
+    try:
+        result = backend.generate(job.request)
+    except TransientError as e:
+        logger.warning(
+            "chunk %d attempt %d: transient failure, will retry: %s", job.index, attempt, e
+        )
+        raise
+    audio = to_chunk_audio(result, attempt, time.perf_counter() - started)
+    logger.info(
+        "chunk %d: score %.1f (%s), scores %s, %d extra rounds, %.2fs audio in %.2fs",
+        job.index,
+        audio.best_score,
+        "passed" if audio.passed else "below threshold",
+        [c.score for c in audio.candidates],
+        audio.retries_used,
+        audio.duration_seconds,
+        audio.backend_seconds,
+    )
+    return audio
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What became of one chunk in this run."""
+
+    job: ChunkJob
+    audio: ChunkAudio | None  # without its audio (the cache holds it); None when it failed
+    cached: bool  # reused from an earlier run: no backend call
+    error: str | None = None
