@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from flows.map_chunks import listening, map_chunks
 from flows.services import Services, services
-from tasks.artifacts import publish_artifacts, summary
+from tasks.artifacts import artifact_key, publish_artifacts, summary
 from tasks.audio import concatenate_chapter
 from tasks.backends import cancel_remote_jobs
 from tasks.cast import Cast
@@ -159,7 +159,12 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
     check = verify_audio(wav, prepared.word_count, options.loudness.target)
     validation = (
         validate_chapter(
-            wav, prepared.chunks, placements, run.services.worker, output.path("validation.json")
+            wav,
+            prepared.chunks,
+            placements,
+            run.services.worker,
+            output.path("validation.json"),
+            artifact_key(stem, "validation"),
         )
         if options.validate_chapter
         else None

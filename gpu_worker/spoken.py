@@ -15,176 +15,23 @@ import unicodedata
 from collections.abc import Callable
 
 from gpu_worker import numbers
+from gpu_worker.vocabulary import (
+    ABBREVIATIONS,
+    CHARACTERS,
+    CURRENCIES,
+    IRREGULAR_PLURALS,
+    MONTH_BY_PREFIX,
+    MONTH_PATTERN,
+    MONTHS,
+    ROMAN,
+    SCALE_WORDS,
+    STREETS,
+    TITLES,
+    UNITS,
+)
 
 Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
 
-MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
-_MONTH_BY_PREFIX = {m[:3].lower(): m for m in MONTHS} | {"sept": "September"}
-_MONTH_RE = (
-    r"(?P<month>January|February|March|April|May|June|July|August|September|October|November"
-    r"|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?"
-)
-
-# Titles are expanded before a capitalised name; several double as street words after one.
-TITLES = {
-    "Dr": "Doctor",
-    "Mr": "Mister",
-    "Mrs": "Missus",
-    "Ms": "Miz",
-    "Prof": "Professor",
-    "St": "Saint",
-    "Mt": "Mount",
-    "Capt": "Captain",
-    "Col": "Colonel",
-    "Gen": "General",
-    "Lt": "Lieutenant",
-    "Sgt": "Sergeant",
-    "Rev": "Reverend",
-    "Fr": "Father",
-    "Gov": "Governor",
-    "Sen": "Senator",
-    "Rep": "Representative",
-    "Insp": "Inspector",
-}
-STREETS = {
-    "St": "Street",
-    "Ave": "Avenue",
-    "Rd": "Road",
-    "Blvd": "Boulevard",
-    "Dr": "Drive",
-    "Ln": "Lane",
-}
-# Always expanded (the trailing period belongs to the abbreviation).
-ABBREVIATIONS = {
-    "e.g.": "for example",
-    "i.e.": "that is",
-    "etc.": "et cetera",
-    "vs.": "versus",
-    "vs": "versus",
-    "approx.": "approximately",
-    "a.k.a.": "also known as",
-    "cf.": "compare",
-    "Jr.": "Junior",
-    "Sr.": "Senior",
-    "Inc.": "Incorporated",
-    "Ltd.": "Limited",
-    "Co.": "Company",
-    "Corp.": "Corporation",
-    "Fig.": "Figure",
-    "Vol.": "Volume",
-    "Ch.": "Chapter",
-    "Dept.": "Department",
-    "Univ.": "University",
-    "Ave.": "Avenue",
-}
-# Abbreviations that never end a sentence (the splitter in tasks/text.py uses this too).
-NON_TERMINAL = {
-    *TITLES,
-    "e.g",
-    "i.e",
-    "vs",
-    "approx",
-    "a.k.a",
-    "cf",
-    "No",
-    "Nos",
-    "ca",
-    "Fig",
-    "Vol",
-    "Ch",
-    "pp",
-    "p",
-    "Dept",
-    "Univ",
-    "Ave",
-    *(m[:3] for m in MONTHS),
-    "Sept",
-}
-_UNITS = {
-    "km": "kilometer",
-    "kg": "kilogram",
-    "cm": "centimeter",
-    "mm": "millimeter",
-    "mg": "milligram",
-    "ml": "milliliter",
-    "mph": "mile per hour",
-    "km/h": "kilometer per hour",
-    "ft": "foot",
-    "lb": "pound",
-    "lbs": "pound",
-    "oz": "ounce",
-    "mi": "mile",
-    "hr": "hour",
-    "hrs": "hour",
-    "min": "minute",
-    "mins": "minute",
-    "sec": "second",
-    "secs": "second",
-    "GB": "gigabyte",
-    "MB": "megabyte",
-    "TB": "terabyte",
-    "kW": "kilowatt",
-    "kWh": "kilowatt hour",
-}
-_IRREGULAR_PLURALS = {
-    "foot": "feet",
-    "mile per hour": "miles per hour",
-    "kilometer per hour": "kilometers per hour",
-}
-_CURRENCIES = {  # symbol: (unit, units, subunit, subunits)
-    "$": ("dollar", "dollars", "cent", "cents"),
-    "€": ("euro", "euros", "cent", "cents"),
-    "£": ("pound", "pounds", "penny", "pence"),
-    "¥": ("yen", "yen", "", ""),
-}
-_SCALE_WORDS = {"k": "thousand", "m": "million", "bn": "billion", "b": "billion"}
-_ROMAN = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
-_CHARACTERS = {
-    "‘": "'",
-    "’": "'",
-    "‚": "'",
-    "‛": "'",
-    "′": "'",
-    "“": '"',
-    "”": '"',
-    "„": '"',
-    "‟": '"',
-    "″": '"',
-    "«": '"',
-    "»": '"',
-    "…": "...",
-    "−": "-",
-    "‐": "-",
-    "‑": "-",
-    "\u00a0": " ",
-    "\u2009": " ",
-    "\u202f": " ",
-    "\u00ad": "",
-    "\u200b": "",
-    "\u200c": "",
-    "\u200d": "",
-    "\ufeff": "",
-    "•": " ",
-    "·": " ",
-    "×": " times ",
-    "÷": " divided by ",
-    "±": " plus or minus ",
-    "→": " to ",
-    "⁄": "/",
-}
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
 _AT_END = re.compile(r"[\"')\]]*\s*$")  # nothing but closing quotes and brackets left
 
@@ -203,7 +50,7 @@ def say_number(text: str) -> str:
 
 def _unicode(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
-    text = "".join(_CHARACTERS.get(c, c) for c in text)
+    text = "".join(CHARACTERS.get(c, c) for c in text)
     text = re.sub(r"(?<=\d)\s?[–—]\s?(?=\d)", "-", text)  # ranges: 1990–1995
     text = re.sub(r"\s*[–—]+\s*", ", ", text)  # dashes as clause breaks
     kept = []
@@ -256,10 +103,10 @@ def _url(m: re.Match[str]) -> str:
 
 
 def _money(m: re.Match[str]) -> str:
-    unit, units, sub, subs = _CURRENCIES[m["cur"]]
+    unit, units, sub, subs = CURRENCIES[m["cur"]]
     amount = m["num"].replace(",", "")
     if m["scale"]:
-        scale = _SCALE_WORDS.get(m["scale"].lower(), m["scale"].lower())
+        scale = SCALE_WORDS.get(m["scale"].lower(), m["scale"].lower())
         return f" {say_number(amount)} {scale} {units} "
     whole, _, cents = amount.partition(".")
     if len(cents) > 2 or (cents and not sub):
@@ -297,7 +144,7 @@ def _hour(m: re.Match[str]) -> str:
 
 
 def _month(name: str) -> str:
-    return _MONTH_BY_PREFIX[
+    return MONTH_BY_PREFIX[
         name[:4].lower() if name.lower().startswith("sept") else name[:3].lower()
     ]
 
@@ -336,10 +183,10 @@ def _day_month(m: re.Match[str]) -> str:
 
 
 def _measure(m: re.Match[str]) -> str:
-    unit = _UNITS[m["unit"]]
+    unit = UNITS[m["unit"]]
     amount = m["num"].replace(",", "")
     if amount.lstrip("-") != "1":
-        unit = _IRREGULAR_PLURALS.get(unit, unit + "s")
+        unit = IRREGULAR_PLURALS.get(unit, unit + "s")
     return f" {say_number(amount)} {unit} "
 
 
@@ -350,7 +197,7 @@ def _degrees(m: re.Match[str]) -> str:
 
 
 def _roman(m: re.Match[str]) -> str:
-    values = [_ROMAN[c] for c in m["roman"]]
+    values = [ROMAN[c] for c in m["roman"]]
     total = sum(
         -v if i + 1 < len(values) and v < values[i + 1] else v for i, v in enumerate(values)
     )
@@ -423,11 +270,11 @@ RULES: list[Rule] = [
     (re.compile(r"\b(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})\b"), _iso_date),
     (re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4}|\d{2})\b"), _slash_date),
     (
-        re.compile(r"\b" + _MONTH_RE + r"\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?\b(?![:.]\d|,\d{3})"),
+        re.compile(r"\b" + MONTH_PATTERN + r"\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?\b(?![:.]\d|,\d{3})"),
         _month_day,
     ),
     (
-        re.compile(r"\b(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH_RE + r"(?=\W|$)"),
+        re.compile(r"\b(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + MONTH_PATTERN + r"(?=\W|$)"),
         _day_month,
     ),
     # quantities
@@ -441,7 +288,7 @@ RULES: list[Rule] = [
             r"(?P<num>-?(?:"
             + _NUMBER
             + r"))\s?(?P<unit>"
-            + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
+            + "|".join(sorted(map(re.escape, UNITS), key=len, reverse=True))
             + r")\b"
         ),
         _measure,

@@ -251,14 +251,15 @@ def validate_chapter(
     placements: list[Placement],
     settings: WorkerSettings,
     json_path: Path,
+    artifact: str,
 ) -> ChapterValidation:
     """Transcribe the chapter, compare it with the text, write the JSON report beside the
-    audio and publish it as a Prefect artifact."""
+    audio and publish it as the Prefect artifact `artifact` (a key)."""
     result = validate(path, chunks, placements, _validator(settings))
     json_path.write_text(json.dumps(asdict(result), indent=2, ensure_ascii=False))
     create_markdown_artifact(
         report(result),
-        key="chapter-validation",
+        key=artifact,
         description="Whole-chapter transcription compared with the text",
     )
     return result

@@ -4,6 +4,7 @@ the tests that ask for one (it takes ~25 s on these machines)."""
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,26 @@ def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     patch.setenv("NARRATOR_CACHE_DIR", str(tmp_path_factory.mktemp("default-cache")))
     yield
     patch.undo()
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[Path]:
+    """A chunk cache of the test's own, passed to the flows as settings (flows.services)."""
+    from flows.services import configured
+    from tasks.settings import NarratorSettings
+
+    with configured(NarratorSettings(cache_dir=str(tmp_path / "cache"))):
+        yield tmp_path / "cache"
+
+
+def local_backend() -> Any:
+    """The local backend the flows of this test use (the one open for its settings)."""
+    from flows.services import services
+    from tasks.backends.local import LocalBackend
+
+    backend = services().backend
+    assert isinstance(backend, LocalBackend)
+    return backend
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,9 @@ import pytest
 from flows.batch import narrate_batch
 from gpu_worker.errors import PermanentError
 from gpu_worker.schema import GenerationParams
-from gpu_worker.settings import WorkerSettings
-from tasks.backends import LocalBackend, open_backend
 from tasks.loudness import LoudnessOptions
 from tasks.options import NarrationOptions
-from tasks.settings import NarratorSettings
+from tests.conftest import local_backend
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 FAST = NarrationOptions(
@@ -20,15 +18,12 @@ FAST = NarrationOptions(
 
 
 def engine_calls() -> int:
-    backend = open_backend(NarratorSettings(), WorkerSettings())
-    assert isinstance(backend, LocalBackend)
-    return backend.requests
+    return int(local_backend().requests)
 
 
 def test_one_bad_chapter_fails_alone_and_a_rerun_skips_what_is_done(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cache: Path
 ) -> None:
-    monkeypatch.setenv("NARRATOR_CACHE_DIR", str(tmp_path / "cache"))
     chapters, out = tmp_path / "chapters", tmp_path / "audio"
     chapters.mkdir()
     (chapters / "one.md").write_text("# One\n\nThe keeper climbed the stairs.\n")
@@ -51,10 +46,7 @@ def test_one_bad_chapter_fails_alone_and_a_rerun_skips_what_is_done(
     assert engine_calls() == calls + 2  # three.md's heading and sentence, nothing else
 
 
-def test_changed_options_make_a_chapter_stale(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("NARRATOR_CACHE_DIR", str(tmp_path / "cache"))
+def test_changed_options_make_a_chapter_stale(tmp_path: Path, cache: Path) -> None:
     chapters = tmp_path / "chapters"
     chapters.mkdir()
     (chapters / "one.md").write_text("The keeper climbed the stairs.\n")

@@ -9,25 +9,26 @@ import pytest
 import soundfile as sf
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.chapter import ChapterResult, NarrationOptions, narrate_chapter
 from flows.map_chunks import map_chunks
+from flows.services import services
 from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import InputError, PermanentError, ValidationFailed
 from gpu_worker.qc import longest_inner_silence
 from gpu_worker.schema import GenerateRequest, GenerateResult, GenerationParams
 from gpu_worker.scoring import compare
-from gpu_worker.settings import WorkerSettings
 from tasks.audio import AudioOptions
-from tasks.backends import LocalBackend, open_backend
+from tasks.backends import LocalBackend
 from tasks.cache import ChunkJob
 from tasks.chunk_generation import plan_jobs
 from tasks.encode import decoded_seconds
 from tasks.loudness import integrated_loudness, true_peak_db
 from tasks.settings import NarratorSettings
 from tasks.storage import result_storage
+from tests.conftest import local_backend
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -44,16 +45,8 @@ The beam swept out across the water, once every 10 seconds, as it had since 1951
 FAST = NarrationOptions(generation=GenerationParams(n_candidates=1))
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("NARRATOR_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 def backend() -> LocalBackend:
-    found = open_backend(NarratorSettings(), WorkerSettings())
-    assert isinstance(found, LocalBackend)
-    return found
+    return local_backend()  # type: ignore[no-any-return]
 
 
 def narrate(tmp_path: Path, text: str, options: NarrationOptions = FAST) -> ChapterResult:
@@ -166,7 +159,7 @@ def test_failed_chunks_are_all_named_after_the_others_finish(
     template = GenerateRequest(text=".", n_candidates=1)
     jobs = plan_jobs([template.model_copy(update={"text": t}) for t in texts], endpoint)
     with pytest.raises(PermanentError) as failure:
-        generate_flow(jobs, endpoint, NarratorSettings())
+        generate_flow(jobs, endpoint, services().settings)
     assert str(failure.value).startswith(
         "2 of 5 chunks failed (chunk 1: PermanentError: job FAILED on the worker: CUDA error"
     )
@@ -175,7 +168,7 @@ def test_failed_chunks_are_all_named_after_the_others_finish(
     endpoint.refuse = set()
     calls = []
     endpoint.generate = lambda r: calls.append(r.text) or worker.run(r)  # type: ignore[method-assign]
-    generate_flow(jobs, endpoint, NarratorSettings())
+    generate_flow(jobs, endpoint, services().settings)
     assert sorted(calls) == sorted([texts[1], texts[3]])
 
 
@@ -244,12 +237,26 @@ def parse_srt(text: str) -> list[tuple[float, float, list[str]]]:
 
 
 def test_the_chapter_check_is_published_as_an_artifact(tmp_path: Path, cache: Path) -> None:
-    narrate(tmp_path, CHAPTER)
+    """This run's own artifacts, by its flow run id: not whichever the shared server has."""
+    source = tmp_path / "night-crossing.md"
+    source.write_text(CHAPTER)
+    state = narrate_chapter(str(source), str(tmp_path / "out"), None, FAST, return_state=True)
+    validation = json.loads((tmp_path / "out" / "validation.json").read_text())
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["chapter-validation"]))
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
         )
-    assert artifacts and "Whole-chapter check" in str(artifacts[-1].data)
+    by_key = {a.key: a for a in artifacts}
+    assert set(by_key) == {
+        "night-crossing-progress",
+        "night-crossing-chunks",
+        "night-crossing-summary",
+        "night-crossing-validation",
+    }
+    report = str(by_key["night-crossing-validation"].data)
+    assert "Whole-chapter check" in report and f"WER {100 * validation['wer']:.2f} %" in report
 
 
 def test_the_fail_policy_fails_the_chapter_naming_low_chunks(tmp_path: Path, cache: Path) -> None:

@@ -11,10 +11,8 @@ import soundfile as sf
 
 from flows.chapter import NarrationOptions, narrate_chapter
 from gpu_worker.schema import GenerationParams
-from gpu_worker.settings import WorkerSettings
-from tasks.backends import LocalBackend, open_backend
 from tasks.cast import Cast, Role, read_cast
-from tasks.settings import NarratorSettings
+from tests.conftest import local_backend
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -30,11 +28,9 @@ def median_pitch(audio: np.ndarray, rate: int) -> float:
 
 
 def test_the_bundled_dialogue_gives_each_speaker_their_voice_and_recasting_one_regenerates_only_theirs(  # noqa: E501
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cache: Path
 ) -> None:
-    monkeypatch.setenv("NARRATOR_CACHE_DIR", str(tmp_path / "cache"))
-    backend = open_backend(NarratorSettings(), WorkerSettings())
-    assert isinstance(backend, LocalBackend)
+    backend = local_backend()
     cast = read_cast(CAST.read_text(), str(CAST))
     out = tmp_path / "out"
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from gpu_worker.schema import GenerationParams
 from gpu_worker.scoring import align, compare, score, words
 
 
@@ -35,9 +36,18 @@ def test_counts_substitutions_deletions_insertions() -> None:
     assert mixed.wer == pytest.approx(4 / 5)
 
 
-def test_score_is_100_times_one_minus_wer_floored_at_zero() -> None:
-    assert score("one two three four", "one two three") == 75.0
-    assert score("one two", "five six seven eight nine") == 0.0
+def test_the_default_threshold_passes_one_slip_in_ten_words_and_refuses_two() -> None:
+    """What a user tuning --threshold relies on: at the default (85) a ten-word sentence
+    read with one word wrong is kept, with two wrong it is made again; a reading of
+    something else entirely scores nothing, however long it runs."""
+    threshold = GenerationParams().whisper_threshold
+    text = "the keeper climbed the stairs and lit the great lamp"
+    assert score(text, "the keeper climbed the stairs and lit the great lamp") == 100
+    assert score(text, "the keeper climbed the stairs and lit the grey lamp") >= threshold
+    assert score(text, "the keeper climbed the stairs and lit the lamp") >= threshold
+    assert score(text, "the keeper climbed the chairs and lit the grey lamp") < threshold
+    assert score(text, "the keeper climbed and lit the lamp") < threshold
+    assert score("one two", "five six seven eight nine ten eleven") == 0.0
 
 
 def test_truncated_reading_loses_points() -> None:

@@ -1,0 +1,244 @@
+"""Phase 1, third step: blocks become chunks a TTS model reads well: sentence-aware, near
+`target_chars`, never over `max_chars`, each with the break after it, its span in the
+source and its text verbalised for speech (gpu_worker/spoken.py)."""
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gpu_worker.errors import InputError
+from gpu_worker.spoken import verbalize
+from gpu_worker.vocabulary import NON_TERMINAL, TITLES
+from tasks.text.blocks import Block, Clean, clean_inline, parse_blocks
+
+Break = Literal["clause", "sentence", "turn", "paragraph", "section", "end"]
+
+
+class ChunkingOptions(BaseModel):
+    """How text is cut into chunks. Lengths are in characters of normalised text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target_chars: int = Field(
+        275,
+        ge=40,
+        le=1000,
+        description="Sentences are packed into a "
+        "chunk until the next would take it past this length.",
+    )
+    max_chars: int = Field(
+        400,
+        ge=60,
+        le=2000,
+        description="Hard limit: a longer sentence is "
+        "split at clause punctuation, then between words.",
+    )
+    min_chars: int = Field(
+        20,
+        ge=0,
+        le=200,
+        description="Shorter fragments are merged into a "
+        "neighbour (TTS models garble very short inputs).",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ChunkingOptions":
+        if not self.min_chars < self.target_chars <= self.max_chars:
+            raise ValueError(
+                f"need min_chars < target_chars <= max_chars, got {self.min_chars}"
+                f" / {self.target_chars} / {self.max_chars}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    text: str  # normalised: exactly what the engine is asked to say
+    break_after: Break  # the pause that follows it
+    span: tuple[int, int]  # [start, end) in the decoded source text
+    display: str  # the source text without markup: what subtitles show
+    heading: bool = False
+    speaker: str | None = None  # a dialogue speaker (a cast name); None: the narrator
+
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
+_CLAUSE_END = re.compile(r"(?:[,;:]|\.\.\.|…|\s[-–—]+)(?=\s)")
+
+
+def _ends_sentence(text: str, m: re.Match[str]) -> bool:
+    following = text[m.end() :].lstrip()
+    if not following or following[0].islower():
+        return False
+    if "." not in m[0] or m[0].startswith(("..", "…")):
+        return True
+    word = text[: m.start()].rsplit(" ", 1)[-1].lstrip("\"'“‘([")
+    return not (word in NON_TERMINAL or (len(word) == 1 and word.isalpha()))
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence ranges in `text`. Titles, initials and abbreviations do not end sentences,
+    and neither does punctuation before a lower-case word ("Really?" she asked)."""
+    ranges, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        if _ends_sentence(text, m):
+            ranges.append((start, m.end()))
+            start = m.end() + 1
+    if start < len(text):
+        ranges.append((start, len(text)))
+    return ranges
+
+
+def _cut(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
+    pieces, cursor = [], start
+    for m in pattern.finditer(text, start, end):
+        if m.end() < end:
+            pieces.append((cursor, m.end()))
+            cursor = m.end() + 1
+    pieces.append((cursor, end))
+    return [(s, e) for s, e in pieces if e > s]
+
+
+def _binds_forward(word: str) -> bool:
+    """A title or an initial belongs with the word after it ("Dr. Okafor", "J. Smith")."""
+    bare = word.lstrip("\"'“‘([").rstrip(".")
+    return bare in TITLES or (len(bare) == 1 and bare.isupper() and word.endswith("."))
+
+
+def _fit(text: str, start: int, end: int, opts: ChunkingOptions) -> list[tuple[int, int]]:
+    """Ranges no longer than max_chars once spoken: clause punctuation first, then words,
+    then (a single enormous token) characters."""
+    if len(verbalize(text[start:end])) <= opts.max_chars:
+        return [(start, end)]
+    clauses = _cut(text, start, end, _CLAUSE_END)
+    if len(clauses) > 1:
+        return [r for s, e in clauses for r in _fit(text, s, e, opts)]
+    words = _cut(text, start, end, re.compile(r"\S(?=\s)"))
+    if len(words) == 1:  # one enormous token: cut it wherever it fits
+        step = opts.target_chars
+        while step > 1 and any(
+            len(verbalize(text[s : s + step])) > opts.max_chars for s in range(start, end, step)
+        ):
+            step //= 2
+        return [(s, min(s + step, end)) for s in range(start, end, step)]
+    ranges, first = [], words[0][0]
+    for (s, e), (_, next_end) in zip(words, [*words[1:], (end, end)], strict=True):
+        too_long = len(verbalize(text[first:next_end])) > opts.target_chars
+        if e == end or (too_long and not _binds_forward(text[s:e])):
+            ranges.append((first, e))
+            first = e + 1
+    return [r for s, e in ranges for r in _fit(text, s, e, opts)]
+
+
+@dataclass
+class _Piece:
+    text: str  # spoken form
+    display: str  # written form, markup removed
+    start: int  # source offsets
+    end: int
+    break_after: Break
+
+    def join(self, other: "_Piece") -> "_Piece":
+        return _Piece(
+            f"{self.text} {other.text}",
+            f"{self.display} {other.display}",
+            self.start,
+            other.end,
+            other.break_after,
+        )
+
+
+def _pieces(clean: Clean, opts: ChunkingOptions) -> list[_Piece]:
+    pieces = []
+    for s_start, s_end in split_sentences(clean.text):
+        ranges = _fit(clean.text, s_start, s_end, opts)
+        for i, (start, end) in enumerate(ranges):
+            spoken = verbalize(clean.text[start:end])
+            if any(c.isalnum() for c in spoken):
+                pieces.append(
+                    _Piece(
+                        spoken,
+                        clean.text[start:end],
+                        clean.offsets[start],
+                        clean.offsets[end - 1] + 1,
+                        "sentence" if i == len(ranges) - 1 else "clause",
+                    )
+                )
+    return pieces
+
+
+def _pack(pieces: list[_Piece], opts: ChunkingOptions) -> list[_Piece]:
+    """Consecutive pieces joined while they stay near the target; tiny ones always joined
+    to a neighbour when the result stays under the maximum."""
+    packed: list[_Piece] = []
+    for piece in pieces:
+        if packed:
+            last = packed[-1]
+            joined = len(last.text) + 1 + len(piece.text)
+            tiny = min(len(last.text), len(piece.text)) < opts.min_chars
+            if joined <= opts.target_chars or (tiny and joined <= opts.max_chars):
+                packed[-1] = last.join(piece)
+                continue
+        packed.append(piece)
+    return packed
+
+
+def _terminate(text: str) -> str:
+    return text if re.search(r"[.!?…][\"'”’)\]]*$", text) else text.rstrip(",;:") + "."
+
+
+def make_chunks(text: str, options: ChunkingOptions, speakers: Collection[str] = ()) -> list[Chunk]:
+    """The chapter as chunks, in reading order. A chunk never crosses a speaker's turn, and
+    a change of speaker is a "turn" break (its own pause)."""
+    drafts: list[tuple[_Piece, Block]] = []
+    for block in parse_blocks(text, speakers):
+        if block.kind == "break":
+            if drafts:
+                drafts[-1][0].break_after = "section"
+            continue
+        pieces = _pack(_pieces(clean_inline(text, block.segments), options), options)
+        if not pieces:
+            continue
+        pieces[-1].text = _terminate(pieces[-1].text)
+        if drafts and drafts[-1][0].break_after != "section":
+            drafts[-1][0].break_after = (
+                "section"
+                if block.kind == "heading"
+                else "turn"
+                if block.speaker != drafts[-1][1].speaker
+                else "paragraph"
+            )
+        if (
+            block.kind != "heading"
+            and drafts
+            and drafts[-1][1].kind != "heading"
+            and drafts[-1][0].break_after == "paragraph"
+            and len(pieces) == 1
+            and len(pieces[0].text) < options.min_chars
+            and len(drafts[-1][0].text) + 1 + len(pieces[0].text) <= options.max_chars
+        ):
+            # a tiny paragraph ("No.") rides with the one before, by the same voice
+            drafts[-1] = (drafts[-1][0].join(pieces[0]), block)
+            continue
+        drafts.extend((p, block) for p in pieces)
+        drafts[-1][0].break_after = "paragraph"
+    if not drafts:
+        raise InputError(
+            "the chapter has no words to narrate (only markup, punctuation or symbols)"
+        )
+    drafts[-1][0].break_after = "end"
+    return [
+        Chunk(
+            i,
+            p.text,
+            p.break_after,
+            (p.start, p.end),
+            p.display,
+            heading=block.kind == "heading",
+            speaker=block.speaker,
+        )
+        for i, (p, block) in enumerate(drafts)
+    ]
