@@ -5,9 +5,11 @@ explicit settings objects.
         narrate_chapter("ch1.md")                                 # builds services()
 
 Settings are read from the `NARRATOR_*` environment in one place (`current_settings`) unless
-a caller configured its own; nothing below the entry points reads the environment.
+a caller configured its own, and child processes get theirs from `child_environment`;
+nothing below the entry points reads the environment.
 """
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -47,6 +49,12 @@ def current_settings() -> tuple[NarratorSettings, WorkerSettings]:
     if worker.library_root is None and not storage.is_s3(settings.voice_library):
         worker = worker.model_copy(update={"library_root": Path(settings.voice_library)})
     return settings, worker
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment a child process (the stack's server and worker) starts with: this
+    process's, with `overrides` on top."""
+    return {**os.environ, **overrides}
 
 
 def voice_library(settings: NarratorSettings) -> VoiceLibrary:

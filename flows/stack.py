@@ -10,7 +10,6 @@ output in `log_dir`; the server and worker live until `stop()`. Production runs 
 pieces separately (deployments/operations.md).
 """
 
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from flows.services import child_environment
 from gpu_worker.errors import PermanentError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def start(
     """Bring the stack up and return it; on any failure, stop what was started."""
     log_dir.mkdir(parents=True, exist_ok=True)
     stack_env = {
-        **(os.environ if env is None else env),
+        **(child_environment() if env is None else env),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),

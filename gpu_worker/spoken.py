@@ -1,10 +1,10 @@
 """Inline text as it should be spoken: numbers, money, times, dates, units, abbreviations,
 symbols, URLs, e-mail addresses and unicode punctuation.
 
-`verbalize(text)` is the one normaliser. The text preparation (tasks/text.py) applies it to
+`verbalize(text)` is the one normaliser. The text preparation (tasks/text/) applies it to
 each sentence of the chapter; the scorer (scoring.py) applies it to both the chunk text and
 the Whisper transcript, so "$4.50" heard as "four dollars and fifty cents" scores as a match.
-Document structure (markdown, paragraphs) is tasks/text.py's job, not this module's.
+Document structure (markdown, paragraphs) is tasks/text/'s job, not this module's.
 
 Rules run in a fixed order, most specific first (a URL before a decimal, money before a
 plain number). Each rule is a regular expression and a small function; `RULES` lists them.

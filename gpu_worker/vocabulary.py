@@ -74,7 +74,7 @@ ABBREVIATIONS = {
     "Univ.": "University",
     "Ave.": "Avenue",
 }
-# Abbreviations that never end a sentence (the splitter in tasks/text.py uses this too).
+# Abbreviations that never end a sentence (the sentence splitter in tasks/text/chunking.py uses this too).
 NON_TERMINAL = {
     *TITLES,
     "e.g",

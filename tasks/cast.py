@@ -1,7 +1,7 @@
 """A dialogue's cast: who speaks with which voice, and how.
 
 A cast file is TOML. The narrator reads untagged prose; each speaker reads the lines tagged
-with their name (`ALICE: ...` or `[Alice] ...`, see tasks/text.py):
+with their name (`ALICE: ...` or `[Alice] ...`, see tasks/text/blocks.py):
 
     [narrator]
     voice = "heart"

@@ -42,10 +42,10 @@ class RunPodBackend:
     then every few hundredths of a second at first, every `first_poll` seconds later: a
     result is seen within ~0.02-0.1 s without a flood of polls. 429s and 5xxs are retried
     here with backoff and jitter, honouring Retry-After; what still fails is classified:
-    TransientError (5xx, 429, timeouts, connection errors, TIMED_OUT, a worker out of
-    memory) or PermanentError (refused key, bad request, a FAILED job's own error,
-    undecodable output). A job whose wait is interrupted (the flow run cancelled) is
-    cancelled on the endpoint.
+    TransientError (5xx, 429, timeouts, connection errors, TIMED_OUT) or PermanentError
+    (refused key, bad request, output that is not a result); a FAILED job's error is the
+    worker's own wire error (gpu_worker/errors.py), raised as what it says. A job whose wait
+    is interrupted (the flow run cancelled) is cancelled on the endpoint.
     """
 
     name = "runpod"
@@ -54,10 +54,8 @@ class RunPodBackend:
     closest_poll = 0.02  # ... and of a job that has just reached it
     slowest_poll = 1.0  # seconds between polls of a job queued or far from done
     # HTTP connections kept open to the API. Calls are short (a job is mostly waited for,
-    # not talked to), and httpcore checks every pooled connection on each call (a socket
-    # poll each): with one per job in flight (33 for 25 jobs) a call took ~20 ms of CPU
-    # while a round of results came back (profiled). 8 carry ~80 calls a second at
-    # RunPod's ~0.1 s a call.
+    # not talked to) and httpcore checks every pooled connection on each call, so a few
+    # carry the traffic best: 8 carry ~80 calls a second at RunPod's ~0.1 s a call.
     connections = 8
 
     def __init__(self, settings: NarratorSettings, api_key: str, worker: WorkerSettings) -> None:

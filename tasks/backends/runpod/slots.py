@@ -22,21 +22,18 @@ class EndpointSlots:
     every run in every process that sends jobs to the endpoint. A job holds one while it is
     in flight (`held`).
 
-    A slot is a lease asked of the Prefect server directly (one call each, side by side).
-    A job that ends hands its lease to the next job of this process instead of giving it
-    back; a lease handed on `reuse_seconds` or more after it was granted is renewed in the
-    background (giving it back and asking anew cost each of 20 workers ~0.5 s, one round a
-    minute). An idle lease is given back after `idle_seconds`, and every lease when the last
-    job in flight ends.
-    `reserve` takes the slots a run will need before its tasks start (the free ones only). On
-    the temporary (SQLite) server every lease call waits behind the task runs' own writes:
-    measured on 2 cores, a lease per job took 2.2 s median to acquire under a 50-chunk run
-    and tripled its generation time. prefect.concurrency was slower still: it sends every
-    acquisition in a process through one queue and, when the limit is full, waits the
-    server's Retry-After (the limit's average hold). Here a full limit is asked again every
-    `poll` seconds. Idle leases are given back when the process exits (`release_idle`); a
-    lease lasts `lease_seconds` (longer than a job may run), so a process that is killed
-    gives its slots back when its jobs would have timed out.
+    A slot is a lease asked of the Prefect server directly (one call each, side by side),
+    not through prefect.concurrency, which queues every acquisition of a process behind one
+    another and waits the server's Retry-After when the limit is full; here a full limit is
+    asked again every `poll` seconds. A lease costs a call to a server that may be busy
+    with the run's own task runs, so leases are reused: a job that ends hands its lease to
+    the next job of this process; one handed on `reuse_seconds` or more after it was granted
+    is renewed in the background. An idle lease is given back after `idle_seconds`, and every
+    lease when the last job in flight ends or the process exits (`release_idle`).
+    `reserve` takes the slots a run will need before its tasks start (the free ones only).
+    A lease lasts `lease_seconds` (longer than a job may run), so a process that is killed
+    gives its slots back when its jobs would have timed out. docs/PERFORMANCE.md has the
+    measurements behind these choices.
     """
 
     poll = 0.5
