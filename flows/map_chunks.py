@@ -1,5 +1,6 @@
-"""Phase 2 of a chapter: every cached chunk reused, one generate-chunk task mapped per other
-chunk, and each outcome collected as its task run finishes.
+"""Phase 2 of a chapter: cached chunks reused, a generate-chunk task mapped per other chunk.
+
+Each outcome is collected as its task run finishes.
 
 Memory stays flat however long the chapter: a run keeps each chunk's record without its
 audio (concatenation reads the audio from the cache), drops each future once read, and

@@ -1,5 +1,4 @@
-"""The composition root: every flow and command builds what it works with here, from
-explicit settings objects.
+"""The composition root: flows and commands build what they work with here, from settings.
 
     with configured(NarratorSettings(cache_dir="/tmp/cache")):   # a CLI command, a test
         narrate_chapter("ch1.md")                                 # builds services()

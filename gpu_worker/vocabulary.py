@@ -1,6 +1,7 @@
-"""The words spoken text is made of: month names, titles, street kinds, abbreviations,
-units, currencies, roman numerals and the characters read as words. Tables only; the rules
-that use them are in spoken.py."""
+"""The word tables spoken text is made from (months, titles, units, abbreviations, ...).
+
+Tables only; the rules that use them are in spoken.py.
+"""
 
 MONTHS = [
     "January",
@@ -74,7 +75,7 @@ ABBREVIATIONS = {
     "Univ.": "University",
     "Ave.": "Avenue",
 }
-# Abbreviations that never end a sentence (the sentence splitter in tasks/text/chunking.py uses this too).
+# Abbreviations that never end a sentence (tasks/text/chunking.py splits sentences by it).
 NON_TERMINAL = {
     *TITLES,
     "e.g",

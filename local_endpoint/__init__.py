@@ -1,2 +1,1 @@
-"""The local RunPod-compatible endpoint and its fault drills: development and test tools
-around the real worker handler, kept out of the worker image."""
+"""Development tools kept out of the worker image: a local RunPod endpoint, fault drills."""

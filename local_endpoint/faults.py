@@ -1,5 +1,6 @@
-"""Fault drills for the local RunPod-compatible endpoint: what a real endpoint does wrong,
-on purpose, at a chosen rate or on the next requests.
+"""Fault drills for the local endpoint: what a real endpoint does wrong, on purpose.
+
+At a chosen rate, or on the next requests.
 
     narrator endpoint --faults '{"rate": 0.2}'                       every kind, 20 %
     narrator endpoint --faults '{"rate": 1, "kinds": ["throttle"]}'  sustained 429s

@@ -1,6 +1,7 @@
-"""A local stand-in for a RunPod serverless endpoint: the hosted queue API around the real
-handler, on 127.0.0.1, for development, integration tests, fault drills and benchmarks.
-It is not part of the worker image (gpu_worker/Dockerfile leaves it out).
+"""A local stand-in for a RunPod serverless endpoint, around the real handler.
+
+The hosted queue API on 127.0.0.1, for development, integration tests, fault drills and
+benchmarks. It is not part of the worker image (gpu_worker/Dockerfile leaves it out).
 
     POST /v2/{id}/run                 {"input": {...}, "policy": {"executionTimeout": ms}}
     POST /v2/{id}/runsync?wait=ms     the same, answered when done (or after `wait`)

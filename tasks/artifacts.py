@@ -1,5 +1,4 @@
-"""Phase 3: what a run shows in the Prefect UI: a table of every chunk and a summary with
-the output's location and the estimated GPU cost."""
+"""Phase 3: the run in the Prefect UI: a table of every chunk and a summary artifact."""
 
 import re
 from typing import Any

@@ -1,5 +1,4 @@
-"""Phase 2: one mapped task per chunk, generated on the backend on a cache miss and retried
-only when the failure is transient.
+"""Phase 2: the generate-chunk task, mapped one per chunk, retried only when transient.
 
 `plan_jobs` gives each chunk's request its cache key (tasks/cache.py); `generate_chunk` asks
 the backend for it, checks what comes back (`to_chunk_audio`) and hands the result to

@@ -1,7 +1,9 @@
-"""A run's choices: how to chunk, generate, check, join and deliver a chapter. They are
-the flows' parameters (the Prefect UI shows a form for them); every field has a default
-that works. Settings that describe the machine (folders, workers, endpoints) are not
-here but in tasks/settings.py."""
+"""A run's choices (NarrationOptions): how to chunk, generate, check, join and deliver.
+
+They are the flows' parameters (the Prefect UI shows a form for them); every field has a
+default that works. Settings that describe the machine (folders, workers, endpoints) are
+not here but in tasks/settings.py.
+"""
 
 from typing import Literal
 

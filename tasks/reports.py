@@ -1,5 +1,6 @@
-"""Phase 3: the chapter described: metadata.json, segments.json and the SRT and VTT
-subtitles, staged in the run's OutputDir (the flow publishes them with the audio), and the
+"""Phase 3: the chapter described in metadata.json, segments.json and SRT/VTT subtitles.
+
+Staged in the run's OutputDir (the flow publishes them with the audio); and the
 fingerprint a batch compares to know whether a chapter's outputs are current.
 """
 

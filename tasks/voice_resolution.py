@@ -1,5 +1,4 @@
-"""How a voice name becomes what a chunk's request carries: a library voice's clip, a
-reference clip to clone, or one of the engine's built-in voices.
+"""How a voice name becomes a chunk request's voice: library clip, reference clip or built-in.
 
     resolve("mara", library)          {"voice": None, "audio_prompt_url": "<library>/mara.wav"}
     resolve("https://.../zen.wav")    {"voice": None, "audio_prompt_url": "https://.../zen.wav"}

@@ -1,5 +1,4 @@
-"""What every narrator command shares: the root command, its error line, option helpers,
-settings from the command line, and Prefect's console kept quiet."""
+"""What every narrator command shares: root command, error line, settings, quiet Prefect."""
 
 import logging
 from collections.abc import Iterator

@@ -1,5 +1,4 @@
-"""`narrator endpoint` and `narrator stack`: the local RunPod-compatible endpoint, and the
-local operations stack (Prefect server, UI, deployments, a worker)."""
+"""`narrator endpoint` and `narrator stack`: local RunPod endpoint and operations stack."""
 
 from typing import Annotated
 

@@ -1,5 +1,7 @@
-"""Where a chunk's audio is made. Every backend speaks the worker's wire contract
-(GenerateRequest in, GenerateResult out), so the flow cannot tell them apart.
+"""Where a chunk's audio is made: the Backend protocol and the backends a process opens.
+
+Every backend speaks the worker's wire contract (GenerateRequest in, GenerateResult out),
+so the flow cannot tell them apart.
 
     LocalBackend    the worker code in this process (embedded CPU engine by default): local.py
     RunPodBackend   a RunPod serverless endpoint, over its REST API: runpod/

@@ -1,7 +1,10 @@
-"""Phase 1, second step: text becomes blocks (headings, paragraphs, list items, table rows,
+"""Phase 1: text into blocks (headings, paragraphs, items, breaks) with clean inline text.
+
+Phase 1, second step: text becomes blocks (headings, paragraphs, list items, table rows,
 scene breaks; a dialogue's lines tagged with their speaker), and a block's inline markup is
 removed into a clean text that remembers, for every character, where in the source it came
-from."""
+from.
+"""
 
 import html
 import re

@@ -1,6 +1,9 @@
-"""Phase 1, third step: blocks become chunks a TTS model reads well: sentence-aware, near
-`target_chars`, never over `max_chars`, each with the break after it, its span in the
-source and its text verbalised for speech (gpu_worker/spoken.py)."""
+"""Phase 1: blocks into chunks a TTS model reads well, each with its break and span.
+
+Phase 1, third step: blocks become chunks a TTS model reads well: sentence-aware, near
+`target_chars`, never over `max_chars`, each with the break after it, its span in the source
+and its text verbalised for speech (gpu_worker/spoken.py).
+"""
 
 import re
 from collections.abc import Collection

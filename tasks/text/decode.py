@@ -1,6 +1,9 @@
-"""Phase 1, first step: a chapter file's bytes become text (UTF-8, BOM and CRLF fine; UTF-16
+"""Phase 1: a chapter file's bytes into text, or a one-line refusal saying why.
+
+Phase 1, first step: a chapter file's bytes become text (UTF-8, BOM and CRLF fine; UTF-16
 with or without a BOM; HTML turned into markdown-like text), refused with one line when it
-is not text, and checked for scripts the engines cannot read."""
+is not text, and checked for scripts the engines cannot read.
+"""
 
 import codecs
 import re

@@ -1,6 +1,4 @@
-"""The RunPod backend's HTTP client: a chunk is a job on a RunPod serverless endpoint,
-submitted with /run and polled with /status until done; what it leaves behind is cancelled.
-"""
+"""The RunPod backend's HTTP client: /run, /status until done, /cancel what is left."""
 
 import asyncio
 import atexit

@@ -1,5 +1,4 @@
-"""When to call a RunPod API again: the server's Retry-After, else jittered exponential
-backoff (so retries from many jobs do not arrive together)."""
+"""When to call a RunPod API again: its Retry-After, else jittered exponential backoff."""
 
 import random
 

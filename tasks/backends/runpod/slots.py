@@ -1,5 +1,4 @@
-"""The RunPod endpoint's Prefect global concurrency limit: leases taken, reused and given
-back so that every run in every process together keeps within the endpoint's workers."""
+"""The RunPod endpoint's Prefect global concurrency limit, as leases shared by all runs."""
 
 import asyncio
 import contextlib

@@ -1,5 +1,4 @@
-"""This process's window of jobs in flight on a RunPod endpoint, adapted to its answers
-(AIMD: halved on a 429, grown back by successes)."""
+"""This process's window of jobs in flight on the endpoint, adapted to its answers (AIMD)."""
 
 import asyncio
 import contextlib
