@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from flows.chapter import NarrationOptions, narrate_chapter
+from flows.services import configured
 from gpu_worker.best_of_n import BestOfN
 from gpu_worker.handler import handle
 from gpu_worker.schema import GenerationParams
 from local_endpoint.server import Endpoint, EndpointConfig
+from tasks.settings import NarratorSettings
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -32,7 +35,6 @@ She said it was worth every cent, and went home at 9 p.m.
 
 def test_runpod_and_local_backends_make_the_same_chapter(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     worker: BestOfN,
     serve: Callable[[Any], str],
 ) -> None:
@@ -41,18 +43,20 @@ def test_runpod_and_local_backends_make_the_same_chapter(
     source = tmp_path / "two-roads.md"
     source.write_text(CHAPTER)
     options = NarrationOptions(generation=GenerationParams(n_candidates=2, seed=11))
-    monkeypatch.setenv("NARRATOR_CACHE_DIR", str(tmp_path / "cache"))
+    settings = NarratorSettings(cache_dir=str(tmp_path / "cache"))
 
-    local = narrate_chapter(str(source), str(tmp_path / "local"), None, options)
-
-    for name, value in {
-        "BACKEND": "runpod",
-        "RUNPOD_ENDPOINT_ID": "local",
-        "RUNPOD_BASE_URL": f"{base}/v2",
-        "RUNPOD_API_KEY": "flow-key",
-    }.items():
-        monkeypatch.setenv(f"NARRATOR_{name}", value)
-    remote = narrate_chapter(str(source), str(tmp_path / "runpod"), None, options)
+    with configured(settings):
+        local = narrate_chapter(str(source), str(tmp_path / "local"), None, options)
+    on_runpod = settings.model_copy(
+        update={
+            "backend": "runpod",
+            "runpod_endpoint_id": "local",
+            "runpod_base_url": f"{base}/v2",
+            "runpod_api_key": SecretStr("flow-key"),
+        }
+    )
+    with configured(on_runpod):
+        remote = narrate_chapter(str(source), str(tmp_path / "runpod"), None, options)
 
     assert remote.cache_hits == 0  # another backend identity: nothing reused from local
     assert endpoint.counts["completed"] == remote.chunks == local.chunks
@@ -63,7 +67,6 @@ def test_runpod_and_local_backends_make_the_same_chapter(
 
 def test_the_endpoint_limit_caps_jobs_in_flight_for_every_run(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     worker: BestOfN,
     serve: Callable[[Any], str],
 ) -> None:
@@ -77,19 +80,19 @@ def test_the_endpoint_limit_caps_jobs_in_flight_for_every_run(
     base = serve(endpoint.app)
     source = tmp_path / "two-roads.md"
     source.write_text(CHAPTER)
-    for name, value in {
-        "BACKEND": "runpod",
-        "RUNPOD_ENDPOINT_ID": "local",
-        "RUNPOD_BASE_URL": f"{base}/v2",
-        "RUNPOD_API_KEY": "k",
-        "RUNPOD_CONCURRENCY": "1",
-        "ENDPOINT_LIMIT": "test-endpoint",
-        "CACHE_DIR": str(tmp_path / "cache"),
-    }.items():
-        monkeypatch.setenv(f"NARRATOR_{name}", value)
+    settings = NarratorSettings(
+        backend="runpod",
+        runpod_endpoint_id="local",
+        runpod_base_url=f"{base}/v2",
+        runpod_api_key=SecretStr("k"),
+        runpod_concurrency=1,
+        endpoint_limit="test-endpoint",
+        cache_dir=str(tmp_path / "cache"),
+    )
     options = NarrationOptions(generation=GenerationParams(n_candidates=1, max_retries=0))
 
-    result = narrate_chapter(str(source), str(tmp_path / "out"), None, options)
+    with configured(settings):
+        result = narrate_chapter(str(source), str(tmp_path / "out"), None, options)
 
     jobs = sorted(endpoint.jobs.values(), key=lambda j: j.created)
     assert len(jobs) == result.chunks > 2
@@ -100,8 +103,8 @@ def test_the_endpoint_limit_caps_jobs_in_flight_for_every_run(
         assert (limit.limit, limit.active_slots) == (1, 0)  # created at flow start, all released
 
     # Resizing is idempotent: the next run with another setting updates the same limit.
-    monkeypatch.setenv("NARRATOR_RUNPOD_CONCURRENCY", "4")
-    narrate_chapter(str(source), str(tmp_path / "out"), None, options)
+    with configured(settings.model_copy(update={"runpod_concurrency": 4})):
+        narrate_chapter(str(source), str(tmp_path / "out"), None, options)
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name("test-endpoint").limit == 4
 

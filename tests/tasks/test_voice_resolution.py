@@ -7,15 +7,7 @@ from tasks.cast import read_cast
 from tasks.text import ChunkingOptions, make_chunks
 from tasks.voice_library import VoiceLibrary
 from tasks.voice_resolution import chunk_requests, resolve
-
-CAST = """
-[narrator]
-voice = "heart"
-
-[speakers.Tom]
-voice = "joe"
-exaggeration = 0.7
-"""
+from tests.tasks.test_cast import CAST
 
 
 def test_clips_and_names_are_told_apart_without_a_library() -> None:
