@@ -24,7 +24,7 @@ from prefect.futures import PrefectFuture
 from gpu_worker.errors import PermanentError, ValidationFailed
 from tasks.artifacts import artifact_key
 from tasks.backends import Backend
-from tasks.cache import ChunkAudio, ChunkJob, find_cached
+from tasks.cache import CacheLookup, ChunkAudio, ChunkJob, find_cached
 from tasks.chunk_generation import ChunkOutcome, generate_chunk
 from tasks.options import NarrationOptions
 from tasks.settings import NarratorSettings
@@ -71,11 +71,11 @@ def map_chunks(
     progress = progress_listener.get()
     if progress:
         progress.planned(len(jobs))
-    reused = {} if options.refresh_cache else find_cached(jobs, storage)
+    cached = CacheLookup({}, {}) if options.refresh_cache else find_cached(jobs, storage)
     outcomes = {
-        job.index: ChunkOutcome(job, reused[job.index], cached=True)
+        job.index: ChunkOutcome(job, cached.found[job.index], cached=True)
         for job in jobs
-        if job.index in reused
+        if job.index in cached.found
     }
     tracker = cast(
         UUID,
@@ -96,8 +96,14 @@ def map_chunks(
         retries=settings.chunk_retries,
         retry_delay_seconds=list(settings.chunk_retry_delays),
     )
+    # a damaged entry is not read again by the task: its new audio overwrites it
+    replacing = task.with_options(refresh_cache=True)
+    batches = [
+        (task, [job for job in missing if job.index not in cached.damaged]),
+        (replacing, [job for job in missing if job.index in cached.damaged]),
+    ]
     shown = time.monotonic()
-    for outcome in _run(task, missing, backend):
+    for outcome in _run(batches, backend):
         outcomes[outcome.job.index] = outcome
         if time.monotonic() - shown >= PROGRESS_EVERY or len(outcomes) == len(jobs):
             update_progress_artifact(tracker, 100.0 * len(outcomes) / len(jobs))
@@ -121,8 +127,8 @@ def map_chunks(
     return ordered
 
 
-def _run(task: Any, jobs: list[ChunkJob], backend: Backend) -> Iterator[ChunkOutcome]:
-    """Map `task` over `jobs` and yield each job's outcome as its task run finishes.
+def _run(batches: list[tuple[Any, list[ChunkJob]]], backend: Backend) -> Iterator[ChunkOutcome]:
+    """Map each task over its jobs and yield each job's outcome as its task run finishes.
 
     Each future is dropped once read (prefect's as_completed would hold every one, and with
     it every chunk's audio, until the last) and the cycles it leaves are collected every
@@ -133,7 +139,10 @@ def _run(task: Any, jobs: list[ChunkJob], backend: Backend) -> Iterator[ChunkOut
     try:
         finished: queue.SimpleQueue[PrefectFuture[ChunkAudio]] = queue.SimpleQueue()
         pending: dict[UUID, ChunkJob] = {}
-        if jobs:  # the list task.map returns is not kept: it would hold every future
+        for task, jobs in batches:
+            if not jobs:
+                continue
+            # the list task.map returns is not kept: it would hold every future
             for future, job in zip(task.map(jobs, unmapped(backend)), jobs, strict=True):
                 pending[future.task_run_id] = job
                 future.add_done_callback(finished.put)

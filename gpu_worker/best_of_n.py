@@ -29,6 +29,7 @@ from gpu_worker.schema import (
     GenerateRequest,
     GenerateResult,
     WordTiming,
+    request_digest,
 )
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.validator import Transcript, Validator, Word, proper_nouns
@@ -90,6 +91,7 @@ class BestOfN:
             ],
             sample_rate=rate,
             audio_duration_seconds=round(audio.size / rate, 3),
+            request_sha256=request_digest(request),
             metadata=GenerateMetadata(
                 candidates_generated=len(reports),
                 candidates_skipped=(retries + 1) * request.n_candidates - len(reports),

@@ -6,6 +6,8 @@ the seed's handler keeps working. Every default below is the one a request gets 
 field is left out.
 """
 
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import (
@@ -151,7 +153,19 @@ class GenerateResult(BaseModel):
     )
     sample_rate: int
     audio_duration_seconds: float
+    request_sha256: str | None = Field(
+        None,
+        description="request_digest of the request this answers: the client checks that it "
+        "is the one it sent (a result from older workers has none).",
+    )
     metadata: GenerateMetadata
+
+
+def request_digest(request: GenerateRequest) -> str:
+    """sha256 of a request as both sides see it once validated: the worker returns it with
+    its result, so a client can tell an answer to its own request from anyone else's."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def explain(error: ValidationError) -> str:

@@ -29,7 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from gpu_worker.errors import PermanentError
 from gpu_worker.qc import FRAME_S, sounding_frames
 from gpu_worker.wav import decode_wav, resample
-from tasks.cache import CACHE_READERS, ChunkAudio, ChunkJob, chunk_store, read_chunk
+from tasks.cache import (
+    CACHE_READERS,
+    ChunkAudio,
+    ChunkJob,
+    DamagedEntry,
+    chunk_store,
+    read_chunk,
+)
 from tasks.loudness import LoudnessOptions, integrated_loudness, limit
 from tasks.text import Break
 
@@ -232,7 +239,13 @@ def cached_audio(jobs: list[ChunkJob], storage: Path | str) -> Iterator[ChunkAud
     store = chunk_store(storage)
 
     def read(job: ChunkJob) -> ChunkAudio:
-        audio = read_chunk(store, job.cache_key)
+        try:
+            audio = read_chunk(store, job.cache_key, storage)
+        except DamagedEntry as e:
+            raise PermanentError(
+                f"chunk {job.index}'s cache entry {job.cache_key[:12]}... at {storage} {e}: "
+                "rerun the chapter to generate it again"
+            ) from e
         if audio is None:
             raise PermanentError(
                 f"chunk {job.index} is no longer in the chunk cache at {storage} (key "

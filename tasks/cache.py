@@ -25,7 +25,9 @@ from prefect.results import ResultStore
 from prefect.serializers import Serializer
 from pydantic import Field
 
+from gpu_worker.errors import PermanentError
 from gpu_worker.schema import CandidateReport, GenerateRequest, WordTiming
+from gpu_worker.wav import decode_wav
 
 CACHE_FORMAT = 3  # bump when ChunkAudio changes shape: old entries stop matching
 
@@ -54,10 +56,36 @@ class ChunkAudio:
     candidates_skipped: int  # not made: a candidate reached accept_score first
     attempts: int  # task attempts (transient failures retried)
     backend_seconds: float
+    wav_sha256: str | None = None  # of `wav`, checked when read back (None: an older entry)
 
     def without_audio(self) -> "ChunkAudio":
         """This record with its WAV bytes left to the cache: what a run keeps per chunk."""
         return replace(self, wav=b"")
+
+
+def wav_problem(wav: bytes, sample_rate: int, duration_seconds: float) -> str | None:
+    """What is wrong with `wav` as audio of `sample_rate` lasting `duration_seconds` (to the
+    millisecond its record was rounded to), or None when nothing is."""
+    try:
+        samples, rate = decode_wav(wav, "chunk audio")
+    except PermanentError as e:
+        return f"audio that does not decode ({e})"
+    if samples.size == 0:
+        return "empty audio"
+    if rate != sample_rate:
+        return f"audio at {rate} Hz where {sample_rate} Hz was reported"
+    decoded = samples.size / rate
+    if abs(decoded - duration_seconds) > 0.002:
+        return f"{decoded:.3f} s of audio where {duration_seconds:.3f} s was reported (cut short)"
+    return None
+
+
+def entry_problem(audio: ChunkAudio) -> str | None:
+    """What is wrong with a cache entry read back: its WAV must be the one its record
+    describes (hash, rate, length)."""
+    if audio.wav_sha256 is not None and hashlib.sha256(audio.wav).hexdigest() != audio.wav_sha256:
+        return "audio that is not the audio it was stored with"
+    return wav_problem(audio.wav, audio.sample_rate, audio.duration_seconds)
 
 
 def cache_key(request: GenerateRequest, backend_identity: str, voice: str | None = None) -> str:
@@ -98,30 +126,74 @@ def chunk_store(storage: Path | str) -> ResultStore:
     return cast(ResultStore, ResultStore().update_for_task(same_as_task))  # sync call
 
 
-def read_chunk(store: ResultStore, key: str) -> ChunkAudio | None:
-    """The cached chunk under `key`; None when it is missing or unreadable (absent, partly
-    written or from an older format)."""
+class DamagedEntry(Exception):
+    """A cache entry that is there but cannot be trusted: unreadable, or audio that is not
+    what its record describes."""
+
+
+def read_chunk(
+    store: ResultStore, key: str, storage: Path | str | None = None
+) -> ChunkAudio | None:
+    """The cached chunk under `key`, checked (`entry_problem`); None when there is none.
+    Raises DamagedEntry, saying what is wrong, for an entry that is there but bad."""
     try:
         audio = store.read(key).result
+    except Exception as e:
+        if not _exists(store, key, storage):
+            return None
+        raise DamagedEntry(f"unreadable ({type(e).__name__})") from e
+    if not isinstance(audio, ChunkAudio):
+        raise DamagedEntry(f"holds a {type(audio).__name__}, not a chunk")
+    problem = entry_problem(audio)
+    if problem:
+        raise DamagedEntry(f"holds {problem}")
+    return audio
+
+
+def _exists(store: ResultStore, key: str, storage: Path | str | None) -> bool:
+    """Whether anything is stored under `key`: a folder's file is looked at directly
+    (Prefect's own check reads the record and calls an unreadable one absent)."""
+    if isinstance(storage, Path):
+        return (storage.expanduser() / key).exists()
+    try:
+        return bool(store.exists(key))
     except Exception:
-        return None
-    return audio if isinstance(audio, ChunkAudio) else None
+        return True  # cannot tell: treat it as there, and bad
+
+
+@dataclass(frozen=True)
+class CacheLookup:
+    """What the cache holds for a run's chunks: good entries (without their audio, which
+    concatenation reads again) and damaged ones, with what is wrong with each."""
+
+    found: dict[int, ChunkAudio]
+    damaged: dict[int, str]
 
 
 @task(name="find-cached-chunks", cache_policy=NONE)
-def find_cached(jobs: list[ChunkJob], storage: Path | str) -> dict[int, ChunkAudio]:
-    """The chunks an earlier run already made, read from the cache in one pass (without
-    their audio, which concatenation reads again), so a rerun maps generation tasks only
-    for the rest: a cached chunk costs two reads, no task run and no backend call. An entry
-    that is missing or unreadable is a miss."""
+def find_cached(jobs: list[ChunkJob], storage: Path | str) -> CacheLookup:
+    """The chunks an earlier run already made, read from the cache and checked in one pass,
+    so a rerun maps generation tasks only for the rest: a cached chunk costs a read, no task
+    run and no backend call. A damaged entry is named in the log; the run generates that
+    chunk again and its new audio replaces the entry."""
     store = chunk_store(storage)
 
-    def read(job: ChunkJob) -> ChunkAudio | None:
-        audio = read_chunk(store, job.cache_key)
+    def read(job: ChunkJob) -> ChunkAudio | str | None:
+        try:
+            audio = read_chunk(store, job.cache_key, storage)
+        except DamagedEntry as e:
+            return str(e)
         return audio.without_audio() if audio else None
 
     with ThreadPoolExecutor(CACHE_READERS) as pool:
-        found = dict(zip((job.index for job in jobs), pool.map(read, jobs), strict=True))
-    cached = {index: audio for index, audio in found.items() if audio is not None}
-    get_run_logger().info("%d of %d chunks are in the cache", len(cached), len(jobs))
-    return cached
+        read_back = dict(zip((job.index for job in jobs), pool.map(read, jobs), strict=True))
+    found = {i: entry for i, entry in read_back.items() if isinstance(entry, ChunkAudio)}
+    damaged = {i: entry for i, entry in read_back.items() if isinstance(entry, str)}
+    logger = get_run_logger()
+    logger.info("%d of %d chunks are in the cache", len(found), len(jobs))
+    keys = {job.index: job.cache_key for job in jobs}
+    for index, problem in damaged.items():
+        logger.warning(
+            "chunk %d: its cache entry %s %s; generating it again", index, keys[index], problem
+        )
+    return CacheLookup(found, damaged)

@@ -6,6 +6,7 @@ Prefect's result store, which is the chunk cache.
 """
 
 import base64
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -13,11 +14,16 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.runtime import task_run as current_task_run
 
+from gpu_worker import qc
 from gpu_worker.errors import PermanentError, TransientError
-from gpu_worker.schema import GenerateRequest, GenerateResult
+from gpu_worker.schema import GenerateRequest, GenerateResult, request_digest
 from gpu_worker.wav import decode_wav
 from tasks.backends import Backend
-from tasks.cache import ChunkAudio, ChunkJob, ChunkSerializer, cache_key
+from tasks.cache import ChunkAudio, ChunkJob, ChunkSerializer, cache_key, wav_problem
+
+# Signal gates the client runs again on what it receives: what transit or a faulty worker
+# can do to audio (the quality gates are the worker's; a trimmed take may read differently)
+INTEGRITY_GATES = ("empty", "silent", "clipped")
 
 
 def plan_jobs(requests: list[GenerateRequest], backend: Backend) -> list[ChunkJob]:
@@ -37,16 +43,39 @@ def plan_jobs(requests: list[GenerateRequest], backend: Backend) -> list[ChunkJo
     return jobs
 
 
-def to_chunk_audio(result: GenerateResult, attempts: int, seconds: float) -> ChunkAudio:
-    """Decode and check a backend's result. Audio that does not decode is a transient error:
-    a take garbled on its way back is asked for again."""
+def to_chunk_audio(
+    result: GenerateResult, request: GenerateRequest, attempts: int, seconds: float
+) -> ChunkAudio:
+    """A backend's result, checked before anything trusts it: it must answer this request
+    (the worker's digest of what it answered), its audio must decode to the rate and length
+    it reports, and it must not be silent or clipped unless the worker said so. Anything
+    else is a transient error, asked for again and never cached."""
+    if result.request_sha256 is None:
+        raise PermanentError(
+            "the worker did not say which request it answered (an image older than this "
+            "client); deploy the current gpu_worker image"
+        )
+    if result.request_sha256 != request_digest(request):
+        raise TransientError(
+            "the endpoint answered another request than this chunk's; asking again"
+        )
     try:
         wav = base64.b64decode(result.audio_base64, validate=True)
-        samples, rate = decode_wav(wav, "backend audio")
-    except (ValueError, PermanentError) as e:
+    except ValueError as e:
         raise TransientError(f"backend returned corrupt audio ({e}); asking again") from e
-    if samples.size == 0:
-        raise TransientError("backend returned empty audio; asking again")
+    problem = wav_problem(wav, result.sample_rate, result.audio_duration_seconds)
+    if problem:
+        raise TransientError(f"backend returned {problem}; asking again")
+    samples, rate = decode_wav(wav, "backend audio")
+    unreported = [
+        r
+        for r in qc.signal_gates(samples, rate, 0)
+        if r in INTEGRITY_GATES and r not in result.reasons
+    ]
+    if unreported:
+        raise TransientError(
+            f"backend returned {' and '.join(unreported)} audio it did not report; asking again"
+        )
     return ChunkAudio(
         wav=wav,
         sample_rate=rate,
@@ -61,6 +90,7 @@ def to_chunk_audio(result: GenerateResult, attempts: int, seconds: float) -> Chu
         candidates_skipped=result.metadata.candidates_skipped,
         attempts=attempts,
         backend_seconds=round(seconds, 3),
+        wav_sha256=hashlib.sha256(wav).hexdigest(),
     )
 
 
@@ -110,7 +140,7 @@ def generate_chunk(job: ChunkJob, backend: Backend) -> ChunkAudio:
             "chunk %d attempt %d: transient failure, will retry: %s", job.index, attempt, e
         )
         raise
-    audio = to_chunk_audio(result, attempt, time.perf_counter() - started)
+    audio = to_chunk_audio(result, job.request, attempt, time.perf_counter() - started)
     logger.info(
         "chunk %d: score %.1f (%s), scores %s, %d extra rounds, %.2fs audio in %.2fs",
         job.index,

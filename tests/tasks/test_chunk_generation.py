@@ -1,13 +1,16 @@
 """The generation task: cache keys, result decoding, and retries of transient failures."""
 
 import base64
+import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import PermanentError, TransientError
 from gpu_worker.schema import GenerateRequest, GenerateResult
+from gpu_worker.wav import decode_wav, encode_wav
 from tasks.cache import cache_key
 from tasks.chunk_generation import generate_chunk, plan_jobs, to_chunk_audio
 
@@ -52,13 +55,43 @@ def test_plan_jobs_keys_each_chunk(worker: BestOfN) -> None:
 
 def test_results_are_decoded_and_corrupt_audio_is_asked_for_again(worker: BestOfN) -> None:
     result = worker.run(REQUEST)
-    audio = to_chunk_audio(result, attempts=1, seconds=0.5)
+    audio = to_chunk_audio(result, REQUEST, attempts=1, seconds=0.5)
     assert audio.sample_rate == 24000 and audio.duration_seconds > 1
+    assert audio.wav_sha256 == hashlib.sha256(audio.wav).hexdigest()
     with pytest.raises(TransientError, match=r"corrupt audio.*base64"):
-        to_chunk_audio(result.model_copy(update={"audio_base64": "***"}), 1, 0.1)
+        to_chunk_audio(result.model_copy(update={"audio_base64": "***"}), REQUEST, 1, 0.1)
     junk = base64.b64encode(b"not a wav file").decode()
-    with pytest.raises(TransientError, match=r"corrupt audio.*not decodable"):
-        to_chunk_audio(result.model_copy(update={"audio_base64": junk}), 1, 0.1)
+    with pytest.raises(TransientError, match=r"audio that does not decode.*not decodable"):
+        to_chunk_audio(result.model_copy(update={"audio_base64": junk}), REQUEST, 1, 0.1)
+
+
+def with_audio(result: GenerateResult, samples: np.ndarray) -> GenerateResult:
+    wav = encode_wav(samples, result.sample_rate)
+    return result.model_copy(update={"audio_base64": base64.b64encode(wav).decode()})
+
+
+def test_a_result_that_is_not_this_chunks_is_not_trusted(worker: BestOfN) -> None:
+    """Each case is asked for again (transient), never kept."""
+    result = worker.run(REQUEST)
+    other = REQUEST.model_copy(update={"text": "A different chunk of the chapter."})
+    with pytest.raises(TransientError, match="answered another request"):
+        to_chunk_audio(result, other, 1, 0.1)  # e.g. one job id given to two chunks
+    samples, _ = decode_wav(base64.b64decode(result.audio_base64), "test")
+    cut = with_audio(result, samples[: samples.size // 2])  # lost in transit, length unchanged
+    with pytest.raises(TransientError, match=r"s of audio where .* s was reported \(cut short\)"):
+        to_chunk_audio(cut, REQUEST, 1, 0.1)
+    silent = with_audio(result, np.zeros_like(samples))  # still reported as passed
+    with pytest.raises(TransientError, match="silent audio it did not report"):
+        to_chunk_audio(silent, REQUEST, 1, 0.1)
+    clipped = with_audio(result, np.clip(samples * 40, -1, 1))
+    with pytest.raises(TransientError, match="clipped audio it did not report"):
+        to_chunk_audio(clipped, REQUEST, 1, 0.1)
+    wrong_rate = result.model_copy(update={"sample_rate": 16000})
+    with pytest.raises(TransientError, match="at 24000 Hz where 16000 Hz was reported"):
+        to_chunk_audio(wrong_rate, REQUEST, 1, 0.1)
+    older = result.model_copy(update={"request_sha256": None})
+    with pytest.raises(PermanentError, match="deploy the current gpu_worker image"):
+        to_chunk_audio(older, REQUEST, 1, 0.1)
 
 
 @pytest.mark.usefixtures("prefect_server")

@@ -70,7 +70,11 @@ class RunPodBackend:
         )
         atexit.register(self.close)
         self.jobs_submitted = 0
+        # /run calls whose answer was lost after the request went out, or carried no id:
+        # the endpoint may have queued a job we cannot see (paid for, never read)
+        self.unconfirmed_jobs = 0
         self.in_flight: set[str] = set()
+        self._job_ids: set[str] = set()  # every job id this process was given
         self.typical_run: float | None = None  # seconds a job runs (moving average)
         self._first_finished = asyncio.Event()  # typical_run is known
 
@@ -138,23 +142,52 @@ class RunPodBackend:
                 },
             )
             self.jobs_submitted += 1
-            self.in_flight.add(job["id"])
+            job_id = self._new_job_id(job)
+            self.in_flight.add(job_id)
             try:
                 async with asyncio.timeout(self.settings.runpod_job_timeout):
-                    status = await self._wait(job["id"])
+                    status = await self._wait(job_id)
             except (asyncio.CancelledError, TimeoutError) as stopped:
-                await asyncio.shield(self._cancel(job["id"]))
+                await asyncio.shield(self._cancel(job_id))
                 if isinstance(stopped, TimeoutError):
                     raise TransientError(
-                        f"job {job['id']} took longer than "
+                        f"job {job_id} took longer than "
                         f"{self.settings.runpod_job_timeout:g} s; cancelled"
                     ) from stopped
                 raise
             finally:
-                self.in_flight.discard(job["id"])
+                self.in_flight.discard(job_id)
             if status.get("status") == "COMPLETED":
                 await self.limit.succeeded()
-        return _result(job["id"], status)
+        return _result(job_id, status)
+
+    def _new_job_id(self, answer: dict[str, Any]) -> str:
+        """The job id /run answered with; it must be one this process has not seen before,
+        or the two jobs' results could be taken for each other."""
+        job_id = answer.get("id")
+        if not isinstance(job_id, str) or not job_id:
+            self.unconfirmed_jobs += 1
+            log.warning(
+                "RunPod answered /run without a job id (fields: %s); if it queued the job "
+                "anyway, this chunk is paid for twice (%d such answers so far)",
+                ", ".join(sorted(map(str, answer))) or "none",
+                self.unconfirmed_jobs,
+            )
+            raise TransientError("RunPod answered /run without a job id; submitting again")
+        if job_id in self._job_ids:
+            self.unconfirmed_jobs += 1  # the job this /run made has an id we were not told
+            log.warning(
+                "RunPod gave job id %s to two requests; the second request's own job cannot "
+                "be seen (paid for, never read: %d such answers so far)",
+                job_id,
+                self.unconfirmed_jobs,
+            )
+            raise TransientError(
+                f"RunPod gave job id {job_id} to two requests; trusting neither answer, "
+                "submitting again"
+            )
+        self._job_ids.add(job_id)
+        return job_id
 
     async def _wait(self, job_id: str) -> dict[str, Any]:
         delay = self.first_poll
@@ -218,32 +251,80 @@ class RunPodBackend:
             await self._client.post(f"{self._base}/cancel/{job_id}")
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """One API call, retried on 429 / 5xx / connection errors; returns its JSON."""
+        """One API call, retried on 429 / 5xx / connection errors / a body that is not a
+        JSON object; returns that object. What the API sent is described, never echoed: an
+        error page or a proxy's answer may carry credentials."""
         failure = ""
         for attempt in range(self.attempts):
             try:
                 response = await self._client.request(method, self._base + path, **kwargs)
             except httpx.TransportError as e:
-                failure, wait = f"{type(e).__name__}: {e}", None
+                failure, wait = f"{type(e).__name__}", None
+                if path == "/run" and not isinstance(e, httpx.ConnectError | httpx.ConnectTimeout):
+                    self._lost_submission(e)
             else:
-                if response.status_code < 400:
-                    body: dict[str, Any] = response.json()
-                    return body
-                _refuse_permanently(response, path)
-                if response.status_code == 429:
-                    self.limit.throttled()
-                failure = f"HTTP {response.status_code} from {path}: {response.text[:200]}"
-                wait = retry_after(response)
+                code = response.status_code
+                if code < 300:
+                    body = _json_object(response)
+                    if body is not None:
+                        return body
+                    failure, wait = f"{path} answered HTTP {code} with {_described(response)}", None
+                else:
+                    _refuse(response, path)
+                    if code == 429:
+                        self.limit.throttled()
+                    failure = f"HTTP {code} from {path} ({_described(response)})"
+                    wait = retry_after(response)
             await asyncio.sleep(wait if wait is not None else backoff(attempt))
         raise TransientError(f"RunPod API still failing after {self.attempts} attempts: {failure}")
 
+    def _lost_submission(self, error: Exception) -> None:
+        self.unconfirmed_jobs += 1
+        log.warning(
+            "the answer to a /run call was lost (%s); submitting again: if RunPod queued the "
+            "first, this chunk is paid for twice (%d such calls so far)",
+            type(error).__name__,
+            self.unconfirmed_jobs,
+        )
 
-def _refuse_permanently(response: httpx.Response, path: str) -> None:
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _described(response: httpx.Response) -> str:
+    """A response as its kind and size, plus the API's own `error` text when it is JSON
+    (cut short): enough to tell a login page from a throttle, nothing of its contents."""
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    described = f"{kind}, {len(response.content):,} bytes"
+    body = _json_object(response)
+    if body and isinstance(body.get("error"), str):
+        described += f": {body['error'][:160]}"
+    return described
+
+
+def _refuse(response: httpx.Response, path: str) -> None:
+    """Raise for an answer no retry of the same call can change."""
     code = response.status_code
+    if 300 <= code < 400:
+        host = httpx.URL(response.headers.get("location", "")).host or "elsewhere"
+        raise PermanentError(
+            f"RunPod answered {path} with a redirect (HTTP {code}, to {host}); the API never "
+            "redirects: check NARRATOR_RUNPOD_BASE_URL"
+        )
     if code in (401, 403):
         raise PermanentError(
             f"RunPod refused the API key (HTTP {code}); check "
             "NARRATOR_RUNPOD_API_KEY or the runpod-api-key Secret block"
+        )
+    if code == 404 and path.startswith("/status/"):
+        raise TransientError(
+            f"job {path.removeprefix('/status/')} is gone from the endpoint (HTTP 404 on its "
+            "status: the endpoint restarted or forgot it); submitting again"
         )
     if code == 404 and path in ("/run", "/runsync"):
         raise PermanentError(
@@ -251,7 +332,7 @@ def _refuse_permanently(response: httpx.Response, path: str) -> None:
             "NARRATOR_RUNPOD_ENDPOINT_ID and NARRATOR_RUNPOD_BASE_URL"
         )
     if 400 <= code < 500 and code != 429:
-        raise PermanentError(f"RunPod refused {path} (HTTP {code}): {response.text[:300]}")
+        raise PermanentError(f"RunPod refused {path} (HTTP {code}, {_described(response)})")
 
 
 def _result(job_id: str, status: dict[str, Any]) -> GenerateResult:
@@ -261,8 +342,11 @@ def _result(job_id: str, status: dict[str, Any]) -> GenerateResult:
         try:
             return GenerateResult.model_validate(status.get("output"))
         except ValidationError as e:
-            raise PermanentError(
-                f"job {job_id} returned output that is not a GenerateResult: {e.errors()[0]['msg']}"
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "output"
+            raise TransientError(
+                f"job {job_id} COMPLETED with output that is not a result ({where}: "
+                f"{first['msg']}); asking again"
             ) from e
     if state == "FAILED":
         raise from_wire(status.get("error") or "", f"job {job_id} FAILED on the worker")
