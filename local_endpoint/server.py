@@ -22,6 +22,7 @@ returns, as a real worker would.
 import asyncio
 import contextlib
 import hmac
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -32,11 +33,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import wire_string
 from gpu_worker.handler import handle
+from gpu_worker.schema import explain
 from gpu_worker.settings import WorkerSettings
 from local_endpoint.faults import OOM_ERROR, PERMANENT_ERROR, FaultDrill, FaultProfile, corrupt
 
@@ -199,20 +201,20 @@ class Endpoint:
         return hmac.compare_digest(given.encode(), expected.encode())
 
     async def _submit(self, request: Request, limit: int, retention_s: float) -> Job:
-        body = await request.body()
-        if len(body) > limit:
-            raise _Refusal(
-                413,
-                f"request body is {len(body):,} bytes; this operation accepts at most {limit:,}",
-            )
+        """A job from a /run or /runsync body; a client's mistake is a 4xx saying what is
+        wrong, never a 500 (which clients retry)."""
+        body = await _read_body(request, limit)
         try:
-            payload = await request.json()
+            payload = json.loads(body)
         except ValueError as e:
             raise _Refusal(400, "request body is not JSON") from e
         if not isinstance(payload, dict) or "input" not in payload:
             raise _Refusal(400, 'request body must be a JSON object with an "input" key')
-        policy = payload.get("policy") or {}
-        timeout_ms = policy.get("executionTimeout")
+        try:
+            policy = Policy.model_validate(payload.get("policy") or {})
+        except ValidationError as e:
+            raise _Refusal(400, f"policy: {explain(e)}") from e
+        timeout_ms = policy.executionTimeout
         timeout = timeout_ms / 1000 if timeout_ms else self.config.execution_timeout_s
         job = Job(f"{uuid.uuid4()}-u1", payload["input"], timeout, retention_s)
         self.jobs[job.id] = job
@@ -325,6 +327,30 @@ class _HttpFaults:
         headers = {"retry-after": f"{retry_after:g}"} if status == 429 else {}
         response = JSONResponse({"error": f"injected fault: HTTP {status}"}, status, headers)
         await response(scope, receive, send)
+
+
+class Policy(BaseModel):
+    """A job's `policy`, as RunPod reads it (fields it has that this endpoint ignores are
+    accepted: ttl, lowPriority)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    executionTimeout: int | None = Field(None, gt=0, le=24 * 3600 * 1000)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be over `limit`: from its
+    Content-Length before reading any of it, else while it arrives."""
+    refusal = _Refusal(413, f"request body is over {limit:,} bytes, this operation's limit")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise refusal
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise refusal
+    return bytes(body)
 
 
 class _Refusal(Exception):

@@ -95,11 +95,16 @@ def read_bytes(location: str, endpoint_url: str | None = None) -> bytes:
         raise _s3_error(location, e) from e
 
 
-def read_text_if_exists(location: str, endpoint_url: str | None = None) -> str | None:
+def read_bytes_if_exists(location: str, endpoint_url: str | None = None) -> bytes | None:
     try:
-        return read_bytes(location, endpoint_url).decode("utf-8")
+        return read_bytes(location, endpoint_url)
     except InputError:
         return None
+
+
+def read_text_if_exists(location: str, endpoint_url: str | None = None) -> str | None:
+    data = read_bytes_if_exists(location, endpoint_url)
+    return None if data is None else data.decode("utf-8")
 
 
 def write_bytes(location: str, data: bytes, endpoint_url: str | None = None) -> None:

@@ -15,16 +15,16 @@ and the worker caches the checked clip by its content hash.
 """
 
 import hashlib
-import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from gpu_worker import qc
 from gpu_worker.errors import InputError
+from gpu_worker.schema import explain
 from gpu_worker.voices import MIN_SECONDS, check_clip
 from gpu_worker.wav import encode_wav
 from tasks import storage
@@ -125,7 +125,7 @@ class VoiceLibrary:
         if not storage.is_s3(self.location) and not _expand(self.location).is_dir():
             return []
         found = storage.list_sources(self.location, "*.json", self.endpoint_url)
-        return [Voice.model_validate_json(storage.read_bytes(f, self.endpoint_url)) for f in found]
+        return [_described(f, storage.read_bytes(f, self.endpoint_url)) for f in found]
 
     def get(self, name: str) -> Voice:
         voice = self._find(check_name(name))
@@ -150,8 +150,20 @@ class VoiceLibrary:
         return storage.join(self.location, f"{name}.json")
 
     def _find(self, name: str) -> Voice | None:
-        text = storage.read_text_if_exists(self._meta(name), self.endpoint_url)
-        return Voice.model_validate(json.loads(text)) if text else None
+        meta = self._meta(name)
+        data = storage.read_bytes_if_exists(meta, self.endpoint_url)
+        return None if data is None else _described(meta, data)
+
+
+def _described(location: str, data: bytes) -> Voice:
+    """A voice's description file, or one line naming the file when it is not one."""
+    try:
+        return Voice.model_validate_json(data)
+    except ValidationError as e:
+        raise InputError(
+            f"{location} is not a voice description ({explain(e)}); remove it, or add the "
+            "voice again with `narrator voices add --replace`"
+        ) from e
 
 
 def _expand(location: str) -> Path:

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import socket
 import time
 from collections.abc import Callable
 from functools import partial
@@ -91,9 +92,70 @@ def test_the_bare_key_is_accepted_as_runpod_does(api: httpx.Client) -> None:
 
 def test_bodies_over_the_limit_and_non_json_are_refused(api: httpx.Client) -> None:
     big = api.post("/run", json={"input": {"text": "x" * (10 * 1024 * 1024)}})
-    assert big.status_code == 413 and "at most 10,485,760" in big.json()["error"]
+    assert big.status_code == 413 and "over 10,485,760 bytes" in big.json()["error"]
     assert api.post("/run", content=b"not json").status_code == 400
     assert api.post("/run", json={"text": "no input key"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"input": {"text": "hi"}, "policy": {"executionTimeout": -5}}', "greater than 0"),
+        (b'{"input": {"text": "hi"}, "policy": {"executionTimeout": "soon"}}', "valid integer"),
+        (b'{"input": {"text": "hi"}, "policy": "fast"}', "policy: "),
+        (b'{"input": {"text": "hi"}, "policy": {"executionTimeout": 999999999999}}', "less than"),
+        (b"[1, 2, 3]", "JSON object"),
+        (b'{"input": ', "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+    ],
+)
+def test_a_malformed_request_is_a_400_saying_what_not_a_500(
+    api: httpx.Client, endpoint: Endpoint, body: bytes, says: str
+) -> None:
+    """A 500 tells a client to retry; a client's own mistake must not be retried."""
+    answer = api.post("/run", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert says in answer.json()["error"]
+    assert endpoint.jobs == {}
+
+
+def test_an_oversized_body_is_refused_before_it_is_all_sent(
+    worker: BestOfN, serve: Callable[[Any], str]
+) -> None:
+    """The limit holds while the body arrives: a client streaming 100 MB hears 413 after
+    sending a small part of it, whether or not it declared the length."""
+    small = Endpoint(
+        EndpointConfig(api_key=KEY, run_max_bytes=50_000), [partial(handle, worker=worker)]
+    )
+    host, port = serve(small.app).removeprefix("http://").split(":")
+    for framing in (b"content-length: 100000000\r\n", b"transfer-encoding: chunked\r\n"):
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(
+                b"POST /v2/local/run HTTP/1.1\r\nhost: x\r\n"
+                + f"authorization: Bearer {KEY}\r\ncontent-type: application/json\r\n".encode()
+                + framing
+                + b"\r\n"
+            )
+            sent = 0
+            conn.settimeout(0.05)
+            answer = b""
+            while sent < 5_000_000 and not answer:
+                part = b'{"input": "' + b"x" * 16_000
+                if b"chunked" in framing:
+                    part = f"{len(part):x}\r\n".encode() + part + b"\r\n"
+                try:
+                    conn.sendall(part)
+                    sent += len(part)
+                    answer = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:  # the server closed the connection after answering
+                    break
+            conn.settimeout(10)
+            answer = answer or conn.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413"), (framing, answer[:100])
+        assert sent < 1_000_000, sent  # refused long before the 100 MB arrived
+    assert small.jobs == {}
 
 
 def test_cancel_a_queued_job_and_purge_the_queue(api: httpx.Client) -> None:

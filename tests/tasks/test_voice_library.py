@@ -136,3 +136,21 @@ def test_a_run_takes_a_library_voice_by_name(tmp_path: Path) -> None:
     said = " ".join(result.output.split())
     assert result.exit_code == 1
     assert f"cannot clone '{tmp_path / 'lib' / 'mara.wav'}'" in said, said
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b"{not json", b'{"name": "mara"}', b"[]", b"\xff\xfe garbage"],
+    ids=["not JSON", "fields missing", "not an object", "not text"],
+)
+def test_a_damaged_description_is_one_line_naming_the_file(tmp_path: Path, damage: bytes) -> None:
+    library = str(tmp_path / "lib")
+    (tmp_path / "take.wav").write_bytes(clip(6.0))
+    assert voices("add", "mara", str(tmp_path / "take.wav"), library=library)[0] == 0
+    meta = tmp_path / "lib" / "mara.json"
+    meta.write_bytes(damage)
+    for command in (("list",), ("show", "mara"), ("add", "mara", str(tmp_path / "take.wav"))):
+        code, said = voices(*command, library=library)
+        assert code == 1, (command, said)
+        assert said.startswith(f"narrator: {meta} is not a voice description"), said
+        assert "Traceback" not in said
