@@ -24,7 +24,7 @@ from gpu_worker.errors import NarratorError, PermanentError
 from tasks.options import NarrationOptions
 from tasks.reports import fingerprint
 from tasks.settings import NarratorSettings
-from tasks.storage import join, list_sources, output_stem, read_text_if_exists
+from tasks.storage import join, list_sources, output_stem, read_text_if_exists, same_folder
 from tasks.text import read_chapter
 from tasks.voice_resolution import resolve
 
@@ -55,6 +55,23 @@ def is_current(
         return bool(json.loads(published).get("fingerprint") == expected)
     except (NarratorError, ValueError):
         return False  # unreadable now: let the chapter run say why
+
+
+def sharing_a_folder(chapters: list[str]) -> dict[str, str]:
+    """Chapters whose names would give them one output folder (`Chapter 1` and `Chapter-1`,
+    or two names that differ only in case), each with why: none of them is narrated, so no
+    chapter's outputs overwrite another's."""
+    stems = {c: output_stem(c) for c in chapters}
+    clashes = {}
+    for chapter in chapters:
+        others = [o for o in chapters if o != chapter and same_folder(stems[o], stems[chapter])]
+        if others:
+            clashes[chapter] = (
+                f"would share the output folder {stems[chapter]!r} with "
+                + ", ".join(others)
+                + "; rename one of them"
+            )
+    return clashes
 
 
 def _chapter(source: str, out: str, voice: str | None, options: NarrationOptions) -> State[Any]:
@@ -97,8 +114,14 @@ def narrate_batch(
         raise PermanentError(f"no chapters matching {pattern!r} in {source}")
     identity = built.backend.identity(resolve(voice, built.library)["voice"])
     outputs = {c: join(out_dir, output_stem(c)) for c in chapters}
-    skipped = [c for c in chapters if is_current(c, outputs[c], options, identity, voice, settings)]
-    todo = [c for c in chapters if c not in skipped]
+    clashes = sharing_a_folder(chapters)
+    for chapter, others in clashes.items():
+        logger.error("%s: %s", chapter, others)
+    chapters_ok = [c for c in chapters if c not in clashes]
+    skipped = [
+        c for c in chapters_ok if is_current(c, outputs[c], options, identity, voice, settings)
+    ]
+    todo = [c for c in chapters_ok if c not in skipped]
     logger.info(
         "%d chapters: %d to narrate, %d already current", len(chapters), len(todo), len(skipped)
     )
@@ -111,7 +134,10 @@ def narrate_batch(
     result = BatchResult(
         narrated=[c for c, s in states.items() if s.is_completed()],
         skipped=skipped,
-        failed={c: _reason(s) for c, s in states.items() if not s.is_completed()},
+        failed={
+            **clashes,
+            **{c: _reason(s) for c, s in states.items() if not s.is_completed()},
+        },
     )
     create_markdown_artifact(
         report(result),

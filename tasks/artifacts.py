@@ -1,5 +1,6 @@
 """Phase 3: the run in the Prefect UI: a table of every chunk and a summary artifact."""
 
+import hashlib
 import re
 from typing import Any
 
@@ -12,8 +13,12 @@ from tasks.verify import AudioCheck
 
 
 def artifact_key(stem: str, kind: str) -> str:
-    """Prefect artifact keys: lowercase letters, digits and dashes."""
+    """Prefect artifact keys: lowercase ASCII letters, digits and dashes. A name in another
+    script keeps what ASCII it has and a short hash of the rest, so "Глава-1" and "Часть-1"
+    keep artifacts of their own."""
     slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-") or "chapter"
+    if not stem.isascii():
+        slug = f"{slug}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}".strip("-")
     return f"{slug}-{kind}"
 
 

@@ -22,6 +22,7 @@ import re
 import shutil
 import socket
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -44,9 +45,17 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def output_stem(source: str) -> str:
-    """The name a chapter's outputs take from its source file."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(source).stem).strip(".-")
+    """The name a chapter's outputs take from its source file: its letters and digits in
+    any script kept (so "Глава 1" and "Часть 1" stay apart), anything else one dash."""
+    name = unicodedata.normalize("NFC", Path(source).stem)
+    stem = re.sub(r"[^\w.-]+", "-", name).strip(".-_")
     return stem or "chapter"
+
+
+def same_folder(a: str, b: str) -> bool:
+    """Whether two output names land in one folder somewhere (case-insensitive file
+    systems: macOS, Windows, many network shares)."""
+    return a.casefold() == b.casefold()
 
 
 def join(location: str, name: str) -> str:

@@ -7,6 +7,7 @@ import pytest
 from flows.batch import narrate_batch
 from gpu_worker.errors import PermanentError
 from gpu_worker.schema import GenerationParams
+from tasks.artifacts import artifact_key
 from tasks.loudness import LoudnessOptions
 from tasks.options import NarrationOptions
 from tests.conftest import local_backend
@@ -54,3 +55,29 @@ def test_changed_options_make_a_chapter_stale(tmp_path: Path, cache: Path) -> No
     louder = FAST.model_copy(update={"loudness": LoudnessOptions(preset="podcast")})
     result = narrate_batch(str(chapters), str(tmp_path / "audio"), "*.md", None, louder, 1)
     assert result.narrated == [str(chapters / "one.md")] and result.skipped == []
+
+
+def test_chapters_never_share_an_output_folder(tmp_path: Path, cache: Path) -> None:
+    """Names keep their letters in any script; two names that would still land in one
+    folder (on this file system or a case-insensitive one) are refused, both, naming each
+    other, and nothing of theirs is written."""
+    chapters, out = tmp_path / "chapters", tmp_path / "audio"
+    chapters.mkdir()
+    for name, text in {
+        "Глава 1.md": "The keeper climbed the stairs.",
+        "Часть 1.md": "The beam swept across the water.",
+        "Chapter 1.md": "The gulls rose from the rocks.",
+        "chapter-1.md": "The tide came in at noon.",
+    }.items():
+        (chapters / name).write_text(f"{text}\n")
+    with pytest.raises(PermanentError) as failure:
+        narrate_batch(str(chapters), str(out), "*.md", None, FAST, 2)
+    message = str(failure.value)
+    assert message.startswith("2 of 4 chapters failed")
+    assert "Chapter 1.md: would share the output folder 'Chapter-1' with " in message
+    assert str(chapters / "chapter-1.md") + "; rename one of them" in message
+    assert sorted(p.name for p in out.iterdir()) == ["Глава-1", "Часть-1"]
+    assert (out / "Глава-1" / "Глава-1.wav").is_file()
+    assert (out / "Часть-1" / "Часть-1.wav").is_file()
+    # and their Prefect artifacts are kept apart too
+    assert artifact_key("Глава-1", "summary") != artifact_key("Часть-1", "summary")
