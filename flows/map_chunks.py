@@ -27,6 +27,7 @@ from tasks.backends import Backend
 from tasks.cache import CacheLookup, ChunkAudio, ChunkJob, find_cached
 from tasks.chunk_generation import ChunkOutcome, generate_chunk
 from tasks.options import NarrationOptions
+from gpu_worker.redaction import redact
 from tasks.settings import NarratorSettings
 
 # Seconds between updates of the progress artifact (each is a write the Prefect server's
@@ -113,7 +114,7 @@ def map_chunks(
     ordered = [outcomes[job.index] for job in jobs]
     failed = [o for o in ordered if o.audio is None]
     if failed:
-        details = "; ".join(f"chunk {o.job.index}: {o.error}" for o in failed)
+        details = "; ".join(f"chunk {o.job.index}: {redact(str(o.error))}" for o in failed)
         raise PermanentError(
             f"{len(failed)} of {len(jobs)} chunks failed ({details}). "
             "Chunks that succeeded are cached: rerun to retry only these."

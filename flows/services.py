@@ -18,6 +18,7 @@ from pathlib import Path
 from gpu_worker.settings import WorkerSettings
 from tasks import storage
 from tasks.backends import Backend, open_backend
+from gpu_worker.redaction import redact_logs
 from tasks.settings import NarratorSettings
 from tasks.voice_library import VoiceLibrary
 
@@ -79,6 +80,8 @@ class Services:
 
 
 def services() -> Services:
-    """The backend, voice library and settings of this run, from `current_settings`."""
+    """The backend, voice library and settings of this run, from `current_settings`; log
+    lines are redacted from here on (tasks/redaction.py)."""
+    redact_logs()
     settings, worker = current_settings()
     return Services(settings, worker, open_backend(settings, worker), voice_library(settings))

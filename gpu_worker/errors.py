@@ -13,6 +13,8 @@ pair, so one failure is retried on every backend or on none.
 import json
 from typing import Any, Literal
 
+from gpu_worker.redaction import redact
+
 Kind = Literal["transient", "permanent", "input"]
 
 
@@ -82,9 +84,10 @@ def classify(error: BaseException) -> NarratorError:
 
 
 def to_wire(error: BaseException) -> dict[str, str]:
-    """The wire form of any exception raised while serving a request."""
+    """The wire form of any exception raised while serving a request (URLs' credentials
+    cut out of its message: it is logged and stored wherever it goes)."""
     known = classify(error)
-    return {"kind": known.kind, "code": known.code, "message": str(known)}
+    return {"kind": known.kind, "code": known.code, "message": redact(str(known))}
 
 
 def from_wire(payload: Any, context: str = "") -> NarratorError:

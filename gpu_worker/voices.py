@@ -26,6 +26,7 @@ import numpy as np
 
 from gpu_worker.errors import InputError, TransientError
 from gpu_worker.qc import CLIP_LEVEL, MAX_CLIPPED_FRACTION, SILENCE_DBFS, rms_dbfs
+from gpu_worker.redaction import redact
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.wav import decode_wav, encode_wav, resample
 
@@ -66,24 +67,24 @@ def fingerprint(uri: str, settings: WorkerSettings) -> str:
 def check_clip(data: bytes, uri: str, rate: int) -> np.ndarray:
     """The clip as float32 mono at `rate`, or an InputError saying what is wrong with it."""
     try:
-        samples, source_rate = decode_wav(data, f"reference audio {uri}")
+        samples, source_rate = decode_wav(data, f"reference audio {redact(uri)}")
     except Exception as e:
         raise InputError(
-            f"reference audio {uri} is not audio this worker can decode (WAV, FLAC or OGG)"
+            f"reference audio {redact(uri)} is not audio this worker can decode (WAV, FLAC or OGG)"
         ) from e
     seconds = samples.size / source_rate
     if not MIN_SECONDS <= seconds <= MAX_SECONDS:
         raise InputError(
-            f"reference audio {uri} lasts {seconds:.1f} s; a voice clip must last "
+            f"reference audio {redact(uri)} lasts {seconds:.1f} s; a voice clip must last "
             f"{MIN_SECONDS:.0f}-{MAX_SECONDS:.0f} s (10-20 s works best)"
         )
     if rms_dbfs(samples) < SILENCE_DBFS:
-        raise InputError(f"reference audio {uri} is silent")
+        raise InputError(f"reference audio {redact(uri)} is silent")
     clipped = float(np.mean(np.abs(samples) >= CLIP_LEVEL))
     if clipped > MAX_CLIPPED_FRACTION:
         raise InputError(
-            f"reference audio {uri} is clipped ({100 * clipped:.1f} % of its samples at full "
-            "scale); record it again with less gain"
+            f"reference audio {redact(uri)} is clipped ({100 * clipped:.1f} % of its samples "
+            "at full scale); record it again with less gain"
         )
     return resample(samples, source_rate, rate)
 
@@ -97,7 +98,7 @@ def fetch(uri: str, settings: WorkerSettings) -> bytes:
     if scheme in ("", "file"):
         return _read_volume(uri.removeprefix("file://"), settings)
     raise InputError(
-        f"audio_prompt_url {uri!r}: use an https URL, an s3:// URI or a path "
+        f"audio_prompt_url {redact(uri)!r}: use an https URL, an s3:// URI or a path "
         f"under the voices volume ({settings.voices_root}); {scheme}:// is refused"
     )
 
@@ -128,24 +129,28 @@ def _check_host(host: str, settings: WorkerSettings) -> None:
 def _fetch_url(url: str, settings: WorkerSettings) -> bytes:
     host = urlparse(url).hostname
     if not host:
-        raise InputError(f"audio_prompt_url {url!r} has no host")
+        raise InputError(f"audio_prompt_url {redact(url)!r} has no host")
     _check_host(host, settings)
     limit = settings.voice_max_bytes
     try:
         # No redirects: a redirect could point at an address the check above refuses.
         with httpx.stream("GET", url, timeout=30.0, follow_redirects=False) as response:
             if response.status_code >= 500 or response.status_code == 429:
-                raise TransientError(f"reference audio {url}: HTTP {response.status_code}")
+                raise TransientError(f"reference audio {redact(url)}: HTTP {response.status_code}")
             if response.status_code != 200:
-                raise InputError(f"reference audio {url}: HTTP {response.status_code}")
+                raise InputError(f"reference audio {redact(url)}: HTTP {response.status_code}")
             data = bytearray()
             for block in response.iter_bytes():
                 data += block
                 if len(data) > limit:
-                    raise InputError(f"reference audio {url} is over the {limit:,}-byte limit")
+                    raise InputError(
+                        f"reference audio {redact(url)} is over the {limit:,}-byte limit"
+                    )
             return bytes(data)
     except httpx.TransportError as e:
-        raise TransientError(f"reference audio {url}: {type(e).__name__}: {e}") from e
+        raise TransientError(
+            f"reference audio {redact(url)}: {type(e).__name__}: {redact(str(e))}"
+        ) from None
 
 
 def _fetch_s3(uri: str, settings: WorkerSettings) -> bytes:
@@ -155,20 +160,20 @@ def _fetch_s3(uri: str, settings: WorkerSettings) -> bytes:
     parsed = urlparse(uri)
     bucket, key = parsed.netloc, parsed.path.lstrip("/")
     if not bucket or not key:
-        raise InputError(f"audio_prompt_url {uri!r}: expected s3://BUCKET/KEY")
+        raise InputError(f"audio_prompt_url {redact(uri)!r}: expected s3://BUCKET/KEY")
     client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
     try:
         head = client.head_object(Bucket=bucket, Key=key)
         if head["ContentLength"] > settings.voice_max_bytes:
             raise InputError(
-                f"reference audio {uri} is over the {settings.voice_max_bytes:,}-byte limit"
+                f"reference audio {redact(uri)} is over the {settings.voice_max_bytes:,}-byte limit"
             )
         return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     except botocore.exceptions.ClientError as e:
         code = e.response.get("Error", {}).get("Code", "")
         if code in ("404", "NoSuchKey", "403", "AccessDenied"):
-            raise InputError(f"reference audio {uri}: {code}") from e
-        raise TransientError(f"reference audio {uri}: {code or e}") from e
+            raise InputError(f"reference audio {redact(uri)}: {code}") from e
+        raise TransientError(f"reference audio {redact(uri)}: {code or e}") from e
 
 
 def _read_volume(relative: str, settings: WorkerSettings) -> bytes:

@@ -22,6 +22,7 @@ from tasks.backends import Backend
 from tasks.cast import Cast
 from tasks.chunk_generation import ChunkOutcome
 from tasks.options import NarrationOptions
+from gpu_worker.redaction import redact, redacted
 from tasks.storage import OutputDir
 from tasks.text import Chunk, PreparedText
 from tasks.validation import ChapterValidation
@@ -68,7 +69,7 @@ def voice_label(request: GenerateRequest) -> str | None:
     """The voice a chunk was read in: a built-in name or a clip's location (never a
     presigned URL's query string: it is a credential)."""
     clip = request.audio_prompt_url
-    return clip.split("?")[0] if clip else request.voice
+    return redact(clip) if clip else request.voice
 
 
 def chunk_record(chunk: Chunk, placement: Placement, outcome: ChunkOutcome) -> dict[str, Any]:
@@ -198,8 +199,8 @@ def header(
             "sha256": text_sha256,
         },
         # a presigned URL's query string is a credential: never written out
-        "voice": voice.split("?")[0] if voice else None,
-        "cast": cast.model_dump(mode="json") if cast else None,
+        "voice": redact(voice) if voice else None,
+        "cast": redacted(cast.model_dump(mode="json")) if cast else None,
         "backend": {
             "name": backend.name,
             "identity": identity,

@@ -42,7 +42,10 @@ def opt(model: type[BaseModel], name: str, *flags: str, **kw: Any) -> Any:
 
 
 def fail(message: str) -> NoReturn:
-    err.print(f"[bold red]narrator:[/] {message}", highlight=False)
+    """The command's one-line error (credentials in URLs cut out), and exit 1."""
+    from gpu_worker.redaction import redact
+
+    err.print(f"[bold red]narrator:[/] {redact(message)}", highlight=False, markup=True)
     raise typer.Exit(1)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from gpu_worker import voices
 from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import InputError, from_wire, to_wire
+from gpu_worker.redaction import redact
 from gpu_worker.schema import GenerateRequest, GenerateResult
 from gpu_worker.settings import WorkerSettings
 
@@ -48,7 +49,7 @@ class LocalBackend:
             if not engine.clones:
                 raise InputError(
                     f"the {engine.name} engine has built-in voices only "
-                    f"({', '.join(engine.voices())}) and cannot clone {audio_prompt_url!r}; "
+                    f"({', '.join(engine.voices())}) and cannot clone {redact(audio_prompt_url)!r}; "
                     "use NARRATOR_ENGINE=chatterbox or --backend runpod"
                 )
             return reference.sha256
