@@ -22,12 +22,12 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture
 
 from gpu_worker.errors import PermanentError, ValidationFailed
+from gpu_worker.redaction import redact
 from tasks.artifacts import artifact_key
 from tasks.backends import Backend
 from tasks.cache import CacheLookup, ChunkAudio, ChunkJob, find_cached
 from tasks.chunk_generation import ChunkOutcome, generate_chunk
 from tasks.options import NarrationOptions
-from gpu_worker.redaction import redact
 from tasks.settings import NarratorSettings
 
 # Seconds between updates of the progress artifact (each is a write the Prefect server's

@@ -15,10 +15,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpu_worker.redaction import redact_logs
 from gpu_worker.settings import WorkerSettings
 from tasks import storage
 from tasks.backends import Backend, open_backend
-from gpu_worker.redaction import redact_logs
 from tasks.settings import NarratorSettings
 from tasks.voice_library import VoiceLibrary
 

@@ -15,6 +15,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE
 
+from gpu_worker.redaction import redact, redacted
 from gpu_worker.schema import GenerateRequest
 from tasks import subtitles
 from tasks.audio import Placement
@@ -22,7 +23,6 @@ from tasks.backends import Backend
 from tasks.cast import Cast
 from tasks.chunk_generation import ChunkOutcome
 from tasks.options import NarrationOptions
-from gpu_worker.redaction import redact, redacted
 from tasks.storage import OutputDir
 from tasks.text import Chunk, PreparedText
 from tasks.validation import ChapterValidation

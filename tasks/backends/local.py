@@ -49,7 +49,8 @@ class LocalBackend:
             if not engine.clones:
                 raise InputError(
                     f"the {engine.name} engine has built-in voices only "
-                    f"({', '.join(engine.voices())}) and cannot clone {redact(audio_prompt_url)!r}; "
+                    f"({', '.join(engine.voices())}) and cannot clone "
+                    f"{redact(audio_prompt_url)!r}; "
                     "use NARRATOR_ENGINE=chatterbox or --backend runpod"
                 )
             return reference.sha256
