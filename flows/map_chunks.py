@@ -114,7 +114,7 @@ def map_chunks(
     ordered = [outcomes[job.index] for job in jobs]
     failed = [o for o in ordered if o.audio is None]
     if failed:
-        details = "; ".join(f"chunk {o.job.index}: {redact(str(o.error))}" for o in failed)
+        details = "; ".join(f"chunk {o.job.index}: {o.error}" for o in failed)
         raise PermanentError(
             f"{len(failed)} of {len(jobs)} chunks failed ({details}). "
             "Chunks that succeeded are cached: rerun to retry only these."
@@ -168,4 +168,4 @@ def _outcome(future: PrefectFuture[ChunkAudio], job: ChunkJob) -> ChunkOutcome:
         if isinstance(error, BaseException)
         else str(state.message)
     )
-    return ChunkOutcome(job, None, cached=False, error=message)
+    return ChunkOutcome(job, None, cached=False, error=redact(message))

@@ -81,7 +81,7 @@ class Services:
 
 def services() -> Services:
     """The backend, voice library and settings of this run, from `current_settings`; log
-    lines are redacted from here on (tasks/redaction.py)."""
+    lines are redacted from here on (gpu_worker/redaction.py)."""
     redact_logs()
     settings, worker = current_settings()
     return Services(settings, worker, open_backend(settings, worker), voice_library(settings))

@@ -12,13 +12,14 @@ guessing whether to retry. A CUDA error also asks RunPod to replace this worker
 """
 
 import base64
+import json
 import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from gpu_worker.best_of_n import BestOfN
-from gpu_worker.errors import classify, wire_string
+from gpu_worker.errors import classify, to_wire
 from gpu_worker.schema import parse_request
 from gpu_worker.settings import WorkerSettings
 
@@ -33,8 +34,9 @@ def handle(job: dict[str, Any], worker: BestOfN, keep_audio: Path | None = None)
         result = worker.run(request)
     except Exception as e:
         known = classify(e)
-        log.warning("job %s failed: %s %s: %s", job.get("id"), known.kind, known.code, known)
-        answer: dict[str, Any] = {"error": wire_string(known)}
+        wire = to_wire(known)
+        log.warning("job %s failed: %s %s: %s", job.get("id"), *wire.values())
+        answer: dict[str, Any] = {"error": json.dumps(wire)}
         if known.code == "cuda_error":
             answer["refresh_worker"] = True
         return answer

@@ -13,12 +13,23 @@ import logging
 import re
 from typing import Any
 
-_URL_QUERY = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s?#'\"<>]+)[?#][^\s'\"<>)\]]*", re.I)
+# a URL: its scheme, any user:password@ (a credential), the rest up to a query or fragment,
+# which runs to the next space, quote or bracket, less trailing punctuation
+_URL = re.compile(
+    r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<user>[^\s/?#@'\"<>]*@)?"
+    r"(?P<rest>[^\s?#'\"<>]+)(?P<query>[?#][^\s'\"<>)\]]*?)?(?=[.,;:!?]*(?:[\s'\"<>)\]]|$))",
+    re.I,
+)
+
+
+def _cut(m: re.Match[str]) -> str:
+    user = "…@" if m["user"] else ""
+    return m["scheme"] + user + m["rest"] + ("?…" if m["query"] else "")
 
 
 def redact(text: str) -> str:
-    """`text` with every URL's query string and fragment cut to "?…"."""
-    return _URL_QUERY.sub(r"\1?…", text)
+    """`text` with every URL's user:password and its query string and fragment cut to "…"."""
+    return _URL.sub(_cut, text)
 
 
 def redacted(value: Any) -> Any:
@@ -36,7 +47,10 @@ class RedactingFilter(logging.Filter):
     """A log filter that redacts each record's message before any handler writes it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: the handler reports it as logging does
+            return True
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None

@@ -206,7 +206,7 @@ class Endpoint:
         body = await _read_body(request, limit)
         try:
             payload = json.loads(body)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise _Refusal(400, "request body is not JSON") from e
         if not isinstance(payload, dict) or "input" not in payload:
             raise _Refusal(400, 'request body must be a JSON object with an "input" key')

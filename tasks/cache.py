@@ -12,12 +12,13 @@ joins, so a long chapter's WAV is never in memory at once.
 
 import base64
 import hashlib
+import io
 import json
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
@@ -111,7 +112,14 @@ class ChunkSerializer(Serializer):  # not Serializer[X]: Prefect cannot register
         return base64.b64encode(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
     def loads(self, blob: bytes) -> ChunkAudio:
-        return cast(ChunkAudio, pickle.loads(base64.b64decode(blob)))
+        return cast(ChunkAudio, _Unpickler(io.BytesIO(base64.b64decode(blob))).load())
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads entries written before ChunkAudio moved here from tasks.generate."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class("tasks.cache" if module == "tasks.generate" else module, name)
 
 
 CACHE_READERS = 8  # cache entries read at once (an S3 cache answers in tens of ms each)
@@ -158,7 +166,7 @@ def _exists(store: ResultStore, key: str, storage: Path | str | None) -> bool:
     try:
         return bool(store.exists(key))
     except Exception:
-        return True  # cannot tell: treat it as there, and bad
+        return False  # cannot tell (a storage error): a miss, which the task looks up again
 
 
 @dataclass(frozen=True)

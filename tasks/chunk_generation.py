@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from prefect import get_run_logger, task
 from prefect.runtime import task_run as current_task_run
 
@@ -21,9 +22,21 @@ from gpu_worker.wav import decode_wav
 from tasks.backends import Backend
 from tasks.cache import ChunkAudio, ChunkJob, ChunkSerializer, cache_key, wav_problem
 
-# Signal gates the client runs again on what it receives: what transit or a faulty worker
-# can do to audio (the quality gates are the worker's; a trimmed take may read differently)
-INTEGRITY_GATES = ("empty", "silent", "clipped")
+
+def integrity_problems(samples: np.ndarray, rate: int, result: GenerateResult) -> list[str]:
+    """The signal gates the client runs again on what it received: what transit or a
+    faulty worker can do to audio. Clipping is counted over the take as the worker judged
+    it, before its tail was trimmed (the longest candidate bounds that), so a take the
+    worker passed is never refused for its trim."""
+    if samples.size == 0:
+        return ["empty"]
+    if qc.rms_dbfs(samples) < qc.SILENCE_DBFS:
+        return ["silent"]
+    judged = max(
+        [samples.size] + [round(c.duration_seconds * rate) for c in result.metadata.candidates]
+    )
+    clipped = np.count_nonzero(np.abs(samples) >= qc.CLIP_LEVEL) / judged
+    return ["clipped"] if clipped > qc.MAX_CLIPPED_FRACTION else []
 
 
 def plan_jobs(requests: list[GenerateRequest], backend: Backend) -> list[ChunkJob]:
@@ -67,11 +80,7 @@ def to_chunk_audio(
     if problem:
         raise TransientError(f"backend returned {problem}; asking again")
     samples, rate = decode_wav(wav, "backend audio")
-    unreported = [
-        r
-        for r in qc.signal_gates(samples, rate, 0)
-        if r in INTEGRITY_GATES and r not in result.reasons
-    ]
+    unreported = [r for r in integrity_problems(samples, rate, result) if r not in result.reasons]
     if unreported:
         raise TransientError(
             f"backend returned {' and '.join(unreported)} audio it did not report; asking again"

@@ -48,8 +48,15 @@ def output_stem(source: str) -> str:
     """The name a chapter's outputs take from its source file: its letters and digits in
     any script kept (so "Глава 1" and "Часть 1" stay apart), anything else one dash."""
     name = unicodedata.normalize("NFC", Path(source).stem)
-    stem = re.sub(r"[^\w.-]+", "-", name).strip(".-_")
+    kept = "".join(c if _name_character(c) else " " for c in name)
+    stem = re.sub(r" +", "-", kept).strip(".-")
     return stem or "chapter"
+
+
+def _name_character(c: str) -> bool:
+    """Letters and digits of any script, their combining marks (Devanagari's and Hebrew's
+    vowel signs), and . _ -"""
+    return c.isalnum() or unicodedata.category(c).startswith("M") or c in "._-"
 
 
 def same_folder(a: str, b: str) -> bool:

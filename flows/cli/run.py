@@ -8,14 +8,23 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flows.cli.common import app, default, err, fail, narrator_settings, opt, prefect_console
+from flows.cli.common import (
+    app,
+    default,
+    err,
+    fail,
+    narrator_settings,
+    opt,
+    prefect_console,
+    worker_settings,
+)
 from gpu_worker.schema import GenerationParams, explain
 from tasks.audio import AudioOptions
 from tasks.text import ChunkingOptions
 
 
 class _Bar:
-    """Progress (flows.chapter.Progress) drawn with rich."""
+    """Progress (flows.map_chunks.Progress) drawn with rich."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -174,8 +183,10 @@ def run(
         fail(f"--on-low-score must be 'flag' or 'fail', not {on_low_score!r}")
     if backend not in (None, "local", "runpod"):
         fail(f"--backend must be 'local' or 'runpod', not {backend!r}")
-    overrides = {"local_workers": workers, "cache_dir": cache_dir, "backend": backend}
+    cache = str(cache_dir) if cache_dir is not None else None
+    overrides = {"local_workers": workers, "cache_dir": cache, "backend": backend}
     settings = narrator_settings(**{k: v for k, v in overrides.items() if v is not None})
+    worker = worker_settings()  # a bad NARRATOR_* worker setting is one line here too
     try:
         options = _options(
             generation=GenerationParams(
@@ -200,7 +211,7 @@ def run(
         )
     except ValidationError as e:
         fail(f"invalid options: {explain(e)}")
-    _narrate(chapter, out, voice, options, _cast(cast), settings, verbose)
+    _narrate(chapter, out, voice, options, _cast(cast), (settings, worker), verbose)
 
 
 def _options(**fields: Any) -> Any:
@@ -245,7 +256,7 @@ def _narrate(
     )
     try:
         with (
-            configured(settings),
+            configured(*settings),
             prefect_console(verbose),
             Progress(*columns, console=err, transient=True) as progress,
             listening(_Bar(progress)),

@@ -10,6 +10,7 @@ from gpu_worker.schema import GenerationParams
 from tasks.artifacts import artifact_key
 from tasks.loudness import LoudnessOptions
 from tasks.options import NarrationOptions
+from tasks.storage import output_stem
 from tests.conftest import local_backend
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -79,5 +80,7 @@ def test_chapters_never_share_an_output_folder(tmp_path: Path, cache: Path) -> N
     assert sorted(p.name for p in out.iterdir()) == ["Глава-1", "Часть-1"]
     assert (out / "Глава-1" / "Глава-1.wav").is_file()
     assert (out / "Часть-1" / "Часть-1.wav").is_file()
+    # combining marks are part of a name too (Devanagari and Hebrew vowel signs)
+    assert output_stem("हिन्दी.md") == "हिन्दी" and output_stem("שָׁלוֹם.md") == "שָׁלוֹם"
     # and their Prefect artifacts are kept apart too
     assert artifact_key("Глава-1", "summary") != artifact_key("Часть-1", "summary")

@@ -48,7 +48,7 @@ def test_help_explains_every_option() -> None:
 def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
     chapter = tmp_path / "arrival.md"
     chapter.write_text(CHAPTER)
-    env = {**os.environ, "NARRATOR_CACHE_DIR": str(tmp_path / "cache")}
+    env = dict(os.environ)
     env.pop("PREFECT_API_URL", None)
     done = subprocess.run(
         [
@@ -63,6 +63,8 @@ def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
             "3",
             "--accept-score",
             "90",
+            "--cache-dir",
+            str(tmp_path / "cache"),
         ],
         env=env,
         capture_output=True,
@@ -73,6 +75,7 @@ def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "arrival.wav" in done.stdout and "2 (0 from cache)" in done.stdout
     assert " INFO " not in done.stderr  # quiet unless --verbose
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # --cache-dir: both chunks there
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == [
         "arrival.m4b",

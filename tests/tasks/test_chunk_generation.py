@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import PermanentError, TransientError
 from gpu_worker.schema import GenerateRequest, GenerateResult
 from gpu_worker.wav import decode_wav, encode_wav
-from tasks.cache import cache_key
+from tasks.cache import ChunkSerializer, cache_key, entry_problem
 from tasks.chunk_generation import generate_chunk, plan_jobs, to_chunk_audio
 
 REQUEST = GenerateRequest(text="The light came round once every ten seconds.", n_candidates=1)
@@ -118,3 +119,14 @@ def test_a_reference_clip_counts_by_content_not_by_url() -> None:
     b = REQUEST.model_copy(update={"audio_prompt_url": "https://cdn.x/zen.wav?sig=222"})
     assert cache_key(a, "engine", "sha-of-zen") == cache_key(b, "engine", "sha-of-zen")
     assert cache_key(a, "engine", "sha-of-zen") != cache_key(a, "engine", "sha-of-other")
+
+
+def test_an_entry_written_before_chunk_audio_moved_is_still_read(worker: BestOfN) -> None:
+    """Cache entries pickled when ChunkAudio lived in tasks.generate (CACHE_FORMAT 3)."""
+    audio = to_chunk_audio(worker.run(REQUEST), REQUEST, 1, 0.1)
+    old = pickle.dumps(audio, protocol=2).replace(
+        b"ctasks.cache\nChunkAudio\n", b"ctasks.generate\nChunkAudio\n"
+    )
+    assert b"tasks.generate" in old
+    back = ChunkSerializer().loads(base64.b64encode(old))
+    assert back == audio and entry_problem(back) is None

@@ -147,7 +147,7 @@ class RunPodBackend:
             try:
                 async with asyncio.timeout(self.settings.runpod_job_timeout):
                     status = await self._wait(job_id)
-            except (asyncio.CancelledError, TimeoutError) as stopped:
+            except BaseException as stopped:  # stopped, timed out, or its status unreadable
                 await asyncio.shield(self._cancel(job_id))
                 if isinstance(stopped, TimeoutError):
                     raise TransientError(
@@ -261,7 +261,7 @@ class RunPodBackend:
             except httpx.TransportError as e:
                 failure, wait = f"{type(e).__name__}", None
                 if path == "/run" and not isinstance(e, httpx.ConnectError | httpx.ConnectTimeout):
-                    self._lost_submission(e)
+                    self._lost_submission(type(e).__name__)
             else:
                 code = response.status_code
                 if code < 300:
@@ -269,6 +269,8 @@ class RunPodBackend:
                     if body is not None:
                         return body
                     failure, wait = f"{path} answered HTTP {code} with {_described(response)}", None
+                    if path == "/run":
+                        self._lost_submission("an answer that is not a job")
                 else:
                     _refuse(response, path)
                     if code == 429:
@@ -278,12 +280,12 @@ class RunPodBackend:
             await asyncio.sleep(wait if wait is not None else backoff(attempt))
         raise TransientError(f"RunPod API still failing after {self.attempts} attempts: {failure}")
 
-    def _lost_submission(self, error: Exception) -> None:
+    def _lost_submission(self, what: str) -> None:
         self.unconfirmed_jobs += 1
         log.warning(
             "the answer to a /run call was lost (%s); submitting again: if RunPod queued the "
             "first, this chunk is paid for twice (%d such calls so far)",
-            type(error).__name__,
+            what,
             self.unconfirmed_jobs,
         )
 
