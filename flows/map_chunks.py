@@ -20,6 +20,7 @@ from uuid import UUID
 from prefect import unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture
+from prefect.logging import get_logger
 
 from gpu_worker.errors import PermanentError, ValidationFailed
 from gpu_worker.redaction import redact
@@ -35,6 +36,8 @@ from tasks.settings import NarratorSettings
 PROGRESS_EVERY = 2.0
 # Finished chunk tasks between two garbage collections of the cycles futures leave.
 COLLECT_EVERY = 64
+# Seconds the flow waits for a chunk at a time, so that it notices a stop signal promptly
+WAKE_EVERY = 0.2
 
 
 class Progress(Protocol):
@@ -148,10 +151,19 @@ def _run(batches: list[tuple[Any, list[ChunkJob]]], backend: Backend) -> Iterato
                 pending[future.task_run_id] = job
                 future.add_done_callback(finished.put)
         while pending:
-            future = finished.get()
+            try:  # woken often: a signal (SIGTERM, Ctrl-C) is handled only between waits
+                future = finished.get(timeout=WAKE_EVERY)
+            except queue.Empty:
+                continue
             yield _outcome(future, pending.pop(future.task_run_id))
             if len(pending) % COLLECT_EVERY == 0:
                 gc.collect()
+    except BaseException as stopped:
+        if not isinstance(stopped, Exception):  # the process is told to stop
+            # before Prefect's task runner waits for its threads: their jobs end now
+            cancelled = backend.stop()
+            get_logger("narrator").warning("stopping: %d jobs in flight cancelled", cancelled)
+        raise
     finally:
         gc.unfreeze()
 

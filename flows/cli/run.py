@@ -1,5 +1,6 @@
 """`narrator run`: one chapter narrated, with a progress bar and a summary of what was made."""
 
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -243,10 +244,15 @@ def _narrate(
     settings: Any,
     verbose: bool,
 ) -> None:
+    from prefect.exceptions import TerminationSignal
+
     from flows.chapter import listening, narrate_chapter
     from flows.services import configured
     from gpu_worker.errors import NarratorError
 
+    # a supervisor's SIGTERM stops the run as Ctrl-C does: remote jobs cancelled, the
+    # temporary Prefect server stopped at exit, exit status 1
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     columns = (
         TextColumn("{task.description:<22}"),
         BarColumn(),
@@ -264,9 +270,21 @@ def _narrate(
             result = narrate_chapter(chapter, out, voice, options, cast)
     except NarratorError as e:
         fail(str(e))
-    except KeyboardInterrupt:
-        fail("interrupted; chunks already generated are cached and a rerun reuses them")
+    except (KeyboardInterrupt, TerminationSignal):
+        from tasks.backends import stop_backends
+
+        stop_backends(within=2.0)
+        fail(
+            "stopped; jobs still on the endpoint were cancelled, chunks already generated "
+            "are cached and a rerun reuses them"
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _summary(result)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _summary(result: Any) -> None:

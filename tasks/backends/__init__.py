@@ -40,6 +40,11 @@ class Backend(Protocol):
         """Get ready for `jobs` generate calls, before their tasks start."""
         ...
 
+    def stop(self, within: float = 2.0) -> int:
+        """Take no more work and cancel what is in flight remotely, within `within` seconds;
+        returns how many remote jobs were in flight."""
+        ...
+
 
 _OPEN: dict[tuple[object, ...], Backend] = {}
 _OPEN_LOCK = threading.Lock()
@@ -63,8 +68,18 @@ def open_backend(settings: NarratorSettings, worker: WorkerSettings) -> Backend:
         return _OPEN[key]
 
 
-def cancel_remote_jobs() -> int:
-    """Cancel the in-flight jobs of every RunPod backend this process opened."""
+def cancel_remote_jobs(within: float = 2.0) -> int:
+    """Cancel the in-flight jobs of every RunPod backend this process opened, within
+    `within` seconds; returns how many."""
     with _OPEN_LOCK:
         remote = [b for b in _OPEN.values() if isinstance(b, RunPodBackend)]
-    return sum(backend.cancel_all() for backend in remote)
+    return sum(backend.cancel_all(within) for backend in remote)
+
+
+def stop_backends(within: float = 2.0) -> int:
+    """Stop every backend this process opened (a run cancelled, crashed or told to stop):
+    no more work, remote jobs in flight cancelled within `within` seconds. Returns how
+    many remote jobs were cancelled."""
+    with _OPEN_LOCK:
+        opened = list(_OPEN.values())
+    return sum(backend.stop(within) for backend in opened)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from gpu_worker import voices
 from gpu_worker.best_of_n import BestOfN
-from gpu_worker.errors import InputError, from_wire, to_wire
+from gpu_worker.errors import InputError, PermanentError, from_wire, to_wire
 from gpu_worker.redaction import redact
 from gpu_worker.schema import GenerateRequest, GenerateResult
 from gpu_worker.settings import WorkerSettings
@@ -31,6 +31,7 @@ class LocalBackend:
         self._created = 0
         self._lock = threading.Lock()
         self.requests = 0  # generate() calls served: a cached rerun leaves it unchanged
+        self.stopping = False
 
     def identity(self, voice: str | None) -> str:
         worker = self._acquire()
@@ -60,9 +61,16 @@ class LocalBackend:
     def prepare(self, jobs: int) -> None:
         """Nothing to do: models load on first use."""
 
+    def stop(self, within: float = 2.0) -> int:
+        """Generate no more chunks (those being made finish); nothing is remote."""
+        self.stopping = True
+        return 0
+
     def generate(self, request: GenerateRequest) -> GenerateResult:
         """Best-of-N in this process. A failure is passed through its wire form, as the
         RunPod backend receives it, so both classify it alike."""
+        if self.stopping:
+            raise PermanentError("the run is stopping: no more chunks are generated")
         with self._lock:
             self.requests += 1
         worker = self._acquire()

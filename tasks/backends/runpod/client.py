@@ -75,6 +75,7 @@ class RunPodBackend:
         self.unconfirmed_jobs = 0
         self.in_flight: set[str] = set()
         self._job_ids: set[str] = set()  # every job id this process was given
+        self.stopping = False  # set by stop(): no more jobs
         self.typical_run: float | None = None  # seconds a job runs (moving average)
         self._first_finished = asyncio.Event()  # typical_run is known
 
@@ -132,6 +133,8 @@ class RunPodBackend:
         return cast(GenerateResult, self._call(self._generate(request)))
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
+        if self.stopping:
+            raise PermanentError("the run is stopping: no more jobs are sent")
         async with self.limit.slot(), self.slots.held():
             job = await self._request(
                 "POST",
@@ -159,6 +162,8 @@ class RunPodBackend:
                 self.in_flight.discard(job_id)
             if status.get("status") == "COMPLETED":
                 await self.limit.succeeded()
+        if self.stopping and status.get("status") == "CANCELLED":
+            raise PermanentError(f"job {job_id} cancelled: the run is stopping")
         return _result(job_id, status)
 
     def _new_job_id(self, answer: dict[str, Any]) -> str:
@@ -236,14 +241,23 @@ class RunPodBackend:
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(self.slots.release_idle(), self._loop).result(10)
 
-    def cancel_all(self) -> int:
-        """Cancel every job still in flight (a flow run was cancelled); returns how many."""
+    def stop(self, within: float = 2.0) -> int:
+        """Send no more jobs, and cancel every job in flight within `within` seconds (the
+        process is told to stop); returns how many were in flight."""
+        self.stopping = True
+        return self.cancel_all(within)
+
+    def cancel_all(self, within: float = 2.0) -> int:
+        """Cancel every job in flight within `within` seconds (a flow run was cancelled or
+        crashed; other runs of this process go on); returns how many there were."""
         jobs = list(self.in_flight)
 
         async def cancel() -> None:
-            await asyncio.gather(*(self._cancel(job) for job in jobs))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(self._cancel(j) for j in jobs)), within)
 
-        self._call(cancel())
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel(), self._loop).result(within + 0.5)
         return len(jobs)
 
     async def _cancel(self, job_id: str) -> None:
