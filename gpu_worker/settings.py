@@ -85,6 +85,9 @@ class WorkerSettings(BaseSettings):
         False, description="Let audio_prompt_url reach private, loopback and link-local addresses."
     )
     allow_http_voices: bool = Field(False, description="Accept plain http audio_prompt_url.")
+    voice_fetch_seconds: float = Field(
+        60.0, gt=0, description="Longest a reference clip may take to download, in all."
+    )
     s3_endpoint_url: str | None = Field(
         None, description="S3-compatible endpoint (R2, MinIO) for s3:// voices; unset means AWS."
     )

@@ -4,8 +4,9 @@
     load_reference("s3://bucket/voices/zen.wav", settings, 24000)
     load_reference("voices/zen.wav", settings, 24000)      # under settings.voices_root
 
-Only https is fetched, and never from private, loopback or link-local addresses unless the
-settings allow it (a worker must not be a way into the network it runs in). Paths must stay
+Only https is fetched, only from public addresses (resolved once, and connected to as
+checked), within a deadline, unless the settings allow otherwise (a worker must not be a
+way into the network it runs in). Paths must stay
 under the volume root (or a local voice library). A clip must decode, last 3-60 s, and be
 neither silent nor clipped. The checked clip is cached as a mono WAV at the engine's rate
 under its sha256, so a voice is fetched and checked once per worker, and the same bytes
@@ -17,6 +18,7 @@ import ipaddress
 import os
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -103,48 +105,71 @@ def fetch(uri: str, settings: WorkerSettings) -> bytes:
     )
 
 
-def _check_host(host: str, settings: WorkerSettings) -> None:
-    if settings.allow_private_voice_urls:
-        return
+def reachable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a worker may fetch from `ip`: a globally routable address (`is_global`:
+    no private, loopback, link-local, carrier-grade NAT or reserved range), and for an IPv6
+    address that wraps an IPv4 one (mapped, 6to4, Teredo) the wrapped address too."""
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        wrapped = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        return all(reachable(inner) for inner in wrapped if inner is not None)
+    return True
+
+
+def _resolve(host: str, port: int, settings: WorkerSettings) -> str:
+    """The one address the fetch will connect to, resolved once and checked: connecting
+    to it (not to whatever a second lookup answers) closes the DNS-rebinding window."""
     try:
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
         raise InputError(f"audio_prompt_url host {host!r} does not resolve") from e
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if (
-            ip.is_private
-            or ip.is_loopback
-            or ip.is_link_local
-            or ip.is_reserved
-            or ip.is_multicast
-            or ip.is_unspecified
-        ):
-            raise InputError(
-                f"audio_prompt_url host {host!r} is a private, loopback or "
-                f"link-local address ({ip}); refused"
-            )
+    addresses = [ipaddress.ip_address(str(a[4][0]).split("%")[0]) for a in answers]
+    if not settings.allow_private_voice_urls:
+        for ip in addresses:
+            if not reachable(ip):
+                raise InputError(
+                    f"audio_prompt_url host {host!r} is a private, loopback, link-local or "
+                    f"otherwise non-public address ({ip}); refused"
+                )
+    return str(addresses[0])
 
 
 def _fetch_url(url: str, settings: WorkerSettings) -> bytes:
-    host = urlparse(url).hostname
+    parsed = httpx.URL(url)
+    host = parsed.host
     if not host:
         raise InputError(f"audio_prompt_url {redact(url)!r} has no host")
-    _check_host(host, settings)
-    limit = settings.voice_max_bytes
+    address = _resolve(host, parsed.port or (443 if parsed.scheme == "https" else 80), settings)
+    pinned = parsed.copy_with(host=address)
+    # the host name still names the server: in the Host header and in TLS (SNI and the
+    # certificate check), while the connection goes to the address that was checked
+    headers = {"host": parsed.netloc.decode("ascii").rsplit("@", 1)[-1]}
+    limit, deadline = settings.voice_max_bytes, time.monotonic() + settings.voice_fetch_seconds
     try:
         # No redirects: a redirect could point at an address the check above refuses.
-        with httpx.stream("GET", url, timeout=30.0, follow_redirects=False) as response:
-            if response.status_code >= 500 or response.status_code == 429:
-                raise TransientError(f"reference audio {redact(url)}: HTTP {response.status_code}")
-            if response.status_code != 200:
-                raise InputError(f"reference audio {redact(url)}: HTTP {response.status_code}")
+        with (
+            httpx.Client(timeout=httpx.Timeout(10.0), follow_redirects=False) as client,
+            client.stream(
+                "GET", pinned, headers=headers, extensions={"sni_hostname": host}
+            ) as response,
+        ):
+            code = response.status_code
+            if code >= 500 or code == 429:
+                raise TransientError(f"reference audio {redact(url)}: HTTP {code}")
+            if code != 200:
+                raise InputError(f"reference audio {redact(url)}: HTTP {code}")
             data = bytearray()
             for block in response.iter_bytes():
                 data += block
                 if len(data) > limit:
                     raise InputError(
                         f"reference audio {redact(url)} is over the {limit:,}-byte limit"
+                    )
+                if time.monotonic() > deadline:  # a server that drips bytes
+                    raise TransientError(
+                        f"reference audio {redact(url)} took over "
+                        f"{settings.voice_fetch_seconds:g} s to arrive"
                     )
             return bytes(data)
     except httpx.TransportError as e:

@@ -1,6 +1,10 @@
 """Reference audio: fetched from a volume path, http(s) or S3, checked, resampled, cached."""
 
+import asyncio
 import io
+import ipaddress
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gpu_worker.errors import InputError
+from gpu_worker.errors import InputError, TransientError
 from gpu_worker.settings import WorkerSettings
-from gpu_worker.voices import fingerprint, load_reference
+from gpu_worker.voices import fingerprint, load_reference, reachable
 
 
 def clip(seconds: float, rate: int = 24000, channels: int = 1, level: float = 0.2) -> bytes:
@@ -104,7 +108,9 @@ def test_loopback_is_refused_unless_the_settings_allow_it(
     with pytest.raises(InputError, match="use an https URL"):
         load_reference(url, settings, 24000)  # plain http is refused by default
     allowed_http = settings.model_copy(update={"allow_http_voices": True})
-    with pytest.raises(InputError, match="private, loopback or link-local address"):
+    with pytest.raises(
+        InputError, match="private, loopback, link-local or otherwise non-public address"
+    ):
         load_reference(url, allowed_http, 24000)
     allowed = allowed_http.model_copy(update={"allow_private_voice_urls": True})
     assert load_reference(url, allowed, 24000).seconds == pytest.approx(4.0, abs=0.01)
@@ -120,3 +126,95 @@ def test_an_s3_clip_is_fetched(settings: WorkerSettings, s3: str) -> None:
     )
     with pytest.raises(InputError, match=r"NoSuchKey|404"):
         load_reference("s3://voices/missing.wav", on_s3, 24000)
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("93.184.216.34", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("169.254.169.254", False),  # cloud metadata
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("0.0.0.0", False),
+        ("198.18.0.1", False),  # benchmarking range
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fd00::1", False),
+        ("::ffff:10.0.0.1", False),  # IPv4-mapped private
+        ("2002:7f00:1::1", False),  # 6to4 wrapping 127.0.0.1
+        ("2002:5db8:d822::1", True),  # 6to4 wrapping a public address
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo: client 10.0.0.1
+    ],
+)
+def test_only_public_addresses_are_reachable(address: str, allowed: bool) -> None:
+    assert reachable(ipaddress.ip_address(address)) is allowed
+
+
+def test_the_fetch_connects_to_the_address_it_checked(
+    settings: WorkerSettings, serve: Callable[[Any], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name answers the checked address once, then an internal one.
+    The fetch must go to the address that was checked, never look the name up again."""
+    asked: list[str] = []
+
+    def server(name: str) -> Callable[..., Any]:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return
+            asked.append(name)
+            body = clip(4.0) if name == "checked" else b"internal secrets"
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": body})
+
+        return app
+
+    checked, internal = serve(server("checked")), serve(server("internal"))
+    port = int(checked.rsplit(":", 1)[1])
+    internal_port = int(internal.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+    answers = iter([("127.0.0.1", port)] + [("127.0.0.1", internal_port)] * 10)
+
+    lookups: list[str] = []
+
+    def rebinding(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host != "voices.example.test":
+            return real(host, *args, **kwargs)
+        lookups.append(host)
+        ip, answered_port = next(answers)
+        return real(ip, answered_port, *args[1:], **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    allowed = settings.model_copy(
+        update={"allow_http_voices": True, "allow_private_voice_urls": True}
+    )
+    got = load_reference(f"http://voices.example.test:{port}/zen.wav", allowed, 24000)
+    assert got.seconds == pytest.approx(4.0, abs=0.01)
+    assert asked == ["checked"] and lookups == ["voices.example.test"]  # looked up once
+
+
+def test_a_server_that_drips_bytes_is_cut_off_at_the_deadline(
+    settings: WorkerSettings, serve: Callable[[Any], str]
+) -> None:
+    async def drip(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(100):  # one byte every 0.3 s: no read ever times out
+            await send({"type": "http.response.body", "body": b"R", "more_body": True})
+            await asyncio.sleep(0.3)
+        await send({"type": "http.response.body", "body": b""})
+
+    url = f"{serve(drip)}/zen.wav"
+    impatient = settings.model_copy(
+        update={
+            "allow_http_voices": True,
+            "allow_private_voice_urls": True,
+            "voice_fetch_seconds": 1.5,
+        }
+    )
+    started = time.monotonic()
+    with pytest.raises(TransientError, match=r"took over 1.5 s to arrive"):
+        load_reference(url, impatient, 24000)
+    assert time.monotonic() - started < 4

@@ -111,7 +111,7 @@ def test_a_job_that_takes_too_long_is_cancelled_and_transient(
 def test_a_private_address_reference_is_refused_before_any_job(
     connect: Callable[..., RunPodBackend], endpoint: Endpoint, url: str
 ) -> None:
-    with pytest.raises(InputError, match="private, loopback or link-local"):
+    with pytest.raises(InputError, match="private, loopback, link-local"):
         connect().voice_fingerprint(url)
     assert endpoint.requests == 0
 
