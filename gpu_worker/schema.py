@@ -161,6 +161,13 @@ class GenerateResult(BaseModel):
     metadata: GenerateMetadata
 
 
+# what a client says of a result without request_sha256
+NO_DIGEST = (
+    "the worker did not say which request it answered (an image older than this client); "
+    "deploy the current gpu_worker image"
+)
+
+
 def request_digest(request: GenerateRequest) -> str:
     """sha256 of a request as both sides see it once validated: the worker returns it with
     its result, so a client can tell an answer to its own request from anyone else's."""

@@ -13,11 +13,11 @@ from tasks.verify import AudioCheck
 
 
 def artifact_key(stem: str, kind: str) -> str:
-    """Prefect artifact keys: lowercase ASCII letters, digits and dashes. A name in another
-    script keeps what ASCII it has and a short hash of the rest, so "Глава-1" and "Часть-1"
-    keep artifacts of their own."""
+    """Prefect artifact keys: lowercase ASCII letters, digits and dashes. A name that does
+    not fit keeps what does and a short hash of the whole, so "Глава-1" and "Часть-1", or
+    "ch_1" and "ch-1", keep artifacts of their own."""
     slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-") or "chapter"
-    if not stem.isascii():
+    if slug != stem.lower():  # something was replaced: "ch_1" and "ch-1" stay apart
         slug = f"{slug}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}".strip("-")
     return f"{slug}-{kind}"
 

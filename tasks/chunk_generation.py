@@ -17,7 +17,7 @@ from prefect.runtime import task_run as current_task_run
 
 from gpu_worker import qc
 from gpu_worker.errors import PermanentError, TransientError
-from gpu_worker.schema import GenerateRequest, GenerateResult, request_digest
+from gpu_worker.schema import NO_DIGEST, GenerateRequest, GenerateResult, request_digest
 from gpu_worker.wav import decode_wav
 from tasks.backends import Backend
 from tasks.cache import ChunkAudio, ChunkJob, ChunkSerializer, cache_key, wav_problem
@@ -64,10 +64,7 @@ def to_chunk_audio(
     it reports, and it must not be silent or clipped unless the worker said so. Anything
     else is a transient error, asked for again and never cached."""
     if result.request_sha256 is None:
-        raise PermanentError(
-            "the worker did not say which request it answered (an image older than this "
-            "client); deploy the current gpu_worker image"
-        )
+        raise PermanentError(NO_DIGEST)
     if result.request_sha256 != request_digest(request):
         raise TransientError(
             "the endpoint answered another request than this chunk's; asking again"

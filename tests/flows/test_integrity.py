@@ -271,3 +271,23 @@ def test_a_damaged_cache_entry_is_named_evicted_and_made_again(
     assert f"chunk 2: its cache entry {chunks[2]['cache_key']} holds " in warned
     assert "cut short" in warned
     assert narrate(tmp_path).cache_hits == 3  # the new entries are sound
+
+
+def test_a_worker_image_older_than_the_digest_stops_the_run_after_one_job(
+    proxy: TamperingProxy, endpoint: Endpoint, tmp_path: Path
+) -> None:
+    """Its answers can never be trusted: one paid job is enough to know, not one per chunk."""
+
+    def older(answer: Answer) -> Answer | None:
+        if not completed(answer):
+            return None
+        body = answer.json()
+        body["output"].pop("request_sha256", None)
+        return answer.with_json(body)
+
+    proxy.always(older)
+    one_at_a_time = services().settings.model_copy(update={"runpod_concurrency": 1})
+    with configured(one_at_a_time), pytest.raises(PermanentError) as failed:
+        narrate(tmp_path)
+    assert "deploy the current gpu_worker image" in str(failed.value)
+    assert len(endpoint.jobs) == 1

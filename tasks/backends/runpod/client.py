@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from gpu_worker import voices
 from gpu_worker.errors import InputError, PermanentError, TransientError, from_wire
-from gpu_worker.schema import GenerateRequest, GenerateResult
+from gpu_worker.schema import NO_DIGEST, GenerateRequest, GenerateResult
 from gpu_worker.settings import WorkerSettings
 from tasks.backends.runpod.retry import backoff, retry_after
 from tasks.backends.runpod.slots import EndpointSlots, ensure_endpoint_limit
@@ -76,6 +76,7 @@ class RunPodBackend:
         self.in_flight: set[str] = set()
         self._job_ids: set[str] = set()  # every job id this process was given
         self.stopping = False  # set by stop(): no more jobs
+        self.outdated = False  # the endpoint runs an image older than this client
         self.typical_run: float | None = None  # seconds a job runs (moving average)
         self._first_finished = asyncio.Event()  # typical_run is known
 
@@ -133,9 +134,11 @@ class RunPodBackend:
         return cast(GenerateResult, self._call(self._generate(request)))
 
     async def _generate(self, request: GenerateRequest) -> GenerateResult:
-        if self.stopping:
-            raise PermanentError("the run is stopping: no more jobs are sent")
         async with self.limit.slot(), self.slots.held():
+            if self.stopping:  # checked once a slot is ours: waiting jobs see it too
+                raise PermanentError("the run is stopping: no more jobs are sent")
+            if self.outdated:
+                raise PermanentError(NO_DIGEST)
             job = await self._request(
                 "POST",
                 "/run",
@@ -164,7 +167,11 @@ class RunPodBackend:
                 await self.limit.succeeded()
         if self.stopping and status.get("status") == "CANCELLED":
             raise PermanentError(f"job {job_id} cancelled: the run is stopping")
-        return _result(job_id, status)
+        result = _result(job_id, status)
+        if result.request_sha256 is None:  # every later job would be paid for and refused
+            self.outdated = True
+            raise PermanentError(NO_DIGEST)
+        return result
 
     def _new_job_id(self, answer: dict[str, Any]) -> str:
         """The job id /run answered with; it must be one this process has not seen before,
@@ -197,6 +204,8 @@ class RunPodBackend:
     async def _wait(self, job_id: str) -> dict[str, Any]:
         delay = self.first_poll
         while True:
+            if self.stopping:  # a job submitted as the run was told to stop: cancelled too
+                raise PermanentError(f"job {job_id} cancelled: the run is stopping")
             status = await self._request("GET", f"/status/{job_id}")
             if status.get("status") in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
                 self._learn(status)
