@@ -22,6 +22,7 @@ from flows.chapter import narrate_chapter
 from flows.services import services
 from gpu_worker.errors import NarratorError, PermanentError
 from tasks.options import NarrationOptions
+from tasks.outputs import published_problem
 from tasks.reports import fingerprint
 from tasks.settings import NarratorSettings
 from tasks.storage import join, list_sources, output_stem, read_text_if_exists, same_folder
@@ -45,7 +46,12 @@ def is_current(
     voice: str | None,
     settings: NarratorSettings,
 ) -> bool:
-    """Whether `out` holds the outputs `source` would get now."""
+    """Whether `out` holds the outputs `source` would get now, whole (tasks/outputs.py)."""
+    try:
+        if published_problem(out, settings.s3_endpoint_url) is not None:
+            return False
+    except NarratorError:
+        return False  # cannot tell now: the chapter's run says why
     published = read_text_if_exists(join(out, "metadata.json"), settings.s3_endpoint_url)
     if published is None:
         return False

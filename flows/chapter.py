@@ -26,8 +26,9 @@ from tasks.cast import Cast
 from tasks.chunk_generation import ChunkOutcome, plan_jobs
 from tasks.encode import encode_outputs, markers
 from tasks.options import NarrationOptions
+from tasks.outputs import OutputDir
 from tasks.reports import header, write_reports
-from tasks.storage import OutputDir, output_stem
+from tasks.storage import output_stem
 from tasks.text import PreparedText, prepare_text
 from tasks.validation import validate_chapter
 from tasks.verify import verify_audio
@@ -123,15 +124,18 @@ def narrate_chapter(
     requests = chunk_requests(prepared.chunks, voice, options.generation, cast, built.library)
     jobs = plan_jobs(requests, built.backend)
     stem = output_stem(source)
-    # before any chunk is generated, so an unusable output location costs nothing
-    output = built.output(out_dir or str(Path("out") / stem))
     storage = built.cache()
+    # before any chunk is generated, so an unusable or busy output location costs nothing
+    output = built.output(out_dir or str(Path("out") / stem))
     try:
         outcomes = map_chunks(jobs, built.backend, storage, settings, options, stem)
         run = Run(voice, cast, options, built, output, stem, storage)
         result = assemble(prepared, outcomes, run)
-    except BaseException:
+    except BaseException as e:
+        full = output.full_disk(e)
         output.discard()
+        if full:
+            raise full from e
         raise
     get_run_logger().info(
         "narrated %s: %.1f s of audio, %d chunks (%d from cache) -> %s",
@@ -155,7 +159,16 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
         options.audio,
         wav,
         options.loudness,
+        {o.job.index: o.audio for o in outcomes if o.not_cached and o.audio},
     )
+    uncached = [o.job.index for o in outcomes if o.not_cached]
+    if uncached:
+        get_run_logger().warning(
+            "%d chunks are not in the chunk cache (%s): this chapter is whole, and a rerun "
+            "generates them again",
+            len(uncached),
+            next(o.not_cached for o in outcomes if o.not_cached),
+        )
     check = verify_audio(wav, prepared.word_count, options.loudness.target)
     validation = (
         validate_chapter(

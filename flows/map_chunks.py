@@ -26,7 +26,7 @@ from gpu_worker.errors import PermanentError, ValidationFailed
 from gpu_worker.redaction import redact
 from tasks.artifacts import artifact_key
 from tasks.backends import Backend
-from tasks.cache import CacheLookup, ChunkAudio, ChunkJob, find_cached
+from tasks.cache import CacheLookup, ChunkAudio, ChunkJob, find_cached, task_storage, unwritten
 from tasks.chunk_generation import ChunkOutcome, generate_chunk
 from tasks.options import NarrationOptions
 from tasks.settings import NarratorSettings
@@ -71,7 +71,8 @@ def map_chunks(
     """Reuse every cached chunk, map one generation task per other chunk and wait for all
     of them; fail naming every chunk that failed (after the others have finished, so their
     audio is cached for the rerun). A progress artifact follows the chunks as they finish.
-    Outcomes keep no audio: concatenation reads it from the cache."""
+    Outcomes keep no audio (concatenation reads it from the cache), except a chunk the
+    cache could not store (a full disk): its audio is kept, not lost."""
     progress = progress_listener.get()
     if progress:
         progress.planned(len(jobs))
@@ -95,7 +96,7 @@ def map_chunks(
     missing = [job for job in jobs if job.index not in outcomes]
     backend.prepare(len(missing))
     task = generate_chunk.with_options(
-        result_storage=storage,
+        result_storage=task_storage(storage),
         refresh_cache=options.refresh_cache,
         retries=settings.chunk_retries,
         retry_delay_seconds=list(settings.chunk_retry_delays),
@@ -172,8 +173,16 @@ def _outcome(future: PrefectFuture[ChunkAudio], job: ChunkJob) -> ChunkOutcome:
     future.wait()
     state = future.state
     if state.is_completed():
-        audio = future.result().without_audio()
-        return ChunkOutcome(job, audio, cached=state.name == "Cached")
+        audio = future.result()
+        problem = unwritten(job.cache_key)
+        if problem is None:
+            return ChunkOutcome(job, audio.without_audio(), cached=state.name == "Cached")
+        get_logger("narrator").warning(
+            "chunk %d is not in the cache (%s): its audio is kept for this run only",
+            job.index,
+            problem,
+        )
+        return ChunkOutcome(job, audio, cached=False, not_cached=problem)
     error = state.result(raise_on_failure=False)
     message = (
         f"{type(error).__name__}: {error}"

@@ -19,6 +19,7 @@ from gpu_worker.redaction import redact_logs
 from gpu_worker.settings import WorkerSettings
 from tasks import storage
 from tasks.backends import Backend, open_backend
+from tasks.outputs import OutputDir
 from tasks.settings import NarratorSettings
 from tasks.voice_library import VoiceLibrary
 
@@ -75,8 +76,9 @@ class Services:
         the Prefect API, so only when a run needs it)."""
         return storage.result_storage(self.settings.cache_dir, self.settings.s3_endpoint_url)
 
-    def output(self, location: str) -> storage.OutputDir:
-        return storage.OutputDir(location, self.settings.s3_endpoint_url)
+    def output(self, location: str) -> OutputDir:
+        """The chapter's output folder, locked for this run (tasks/outputs.py)."""
+        return OutputDir(location, self.settings.s3_endpoint_url, self.settings.output_lock_seconds)
 
 
 def services() -> Services:

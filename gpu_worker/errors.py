@@ -10,6 +10,7 @@ data, never as a message to search: `to_wire` turns any exception raised on the 
 pair, so one failure is retried on every backend or on none.
 """
 
+import errno
 import json
 from typing import Any, Literal
 
@@ -48,6 +49,20 @@ class InputError(PermanentError):
 
     kind: Kind = "input"
     default_code = "invalid_input"
+
+
+class StorageFull(PermanentError):
+    """A disk or quota with no room left for what had to be written there."""
+
+    default_code = "disk_full"
+
+
+def storage_full(error: BaseException, where: object) -> StorageFull | None:
+    """`error` as "disk full at <where>" when it is a full disk or quota (ENOSPC, EDQUOT);
+    None for any other error."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(f"disk full at {where}: free some space there, then rerun")
+    return None
 
 
 class ValidationFailed(PermanentError):

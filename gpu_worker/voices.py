@@ -221,12 +221,15 @@ def _read_volume(relative: str, settings: WorkerSettings) -> bytes:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a whole file by rename: a reader sees the old file or the new, never half."""
+    """Write a whole file by rename: a reader sees the old file or the new, never half (its
+    data is on disk before the rename, so a power cut cannot leave an empty file either)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -233,12 +233,18 @@ def concatenate(
     return placements
 
 
-def cached_audio(jobs: list[ChunkJob], storage: Path | str) -> Iterator[ChunkAudio]:
+def cached_audio(
+    jobs: list[ChunkJob], storage: Path | str, kept: dict[int, ChunkAudio] | None = None
+) -> Iterator[ChunkAudio]:
     """Each job's chunk read from the cache, in order, at most CACHE_READERS ahead of the
-    one being joined (an S3 cache answers in tens of milliseconds each)."""
+    one being joined (an S3 cache answers in tens of milliseconds each); a chunk in `kept`
+    (audio the cache could not store) is taken from there."""
     store = chunk_store(storage)
+    kept = kept or {}
 
     def read(job: ChunkJob) -> ChunkAudio:
+        if job.index in kept:
+            return kept[job.index]
         try:
             audio = read_chunk(store, job.cache_key, storage)
         except DamagedEntry as e:
@@ -271,9 +277,10 @@ def concatenate_chapter(
     options: AudioOptions,
     path: Path,
     loudness: LoudnessOptions,
+    kept: dict[int, ChunkAudio] | None = None,
 ) -> list[Placement]:
-    """Join every chunk's audio, read from the chunk cache in `storage` as it is joined, into
-    the chapter WAV at `path`."""
-    audio = cached_audio(jobs, storage)
+    """Join every chunk's audio, read from the chunk cache in `storage` as it is joined (or
+    from `kept`, for chunks the cache could not store), into the chapter WAV at `path`."""
+    audio = cached_audio(jobs, storage, kept)
     decoded = ((*decode_wav(a.wav), kind) for a, kind in zip(audio, breaks, strict=True))
     return concatenate(decoded, options, path, loudness)

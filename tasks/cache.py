@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import pickle
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,12 +23,15 @@ from typing import Any, cast
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
-from prefect.results import ResultStore
+from prefect.filesystems import LocalFileSystem
+from prefect.results import ResultStore, resolve_result_storage
 from prefect.serializers import Serializer
+from prefect.settings import PREFECT_API_URL
 from pydantic import Field
 
-from gpu_worker.errors import PermanentError
+from gpu_worker.errors import PermanentError, storage_full
 from gpu_worker.schema import CandidateReport, GenerateRequest, WordTiming
+from gpu_worker.voices import write_atomic
 from gpu_worker.wav import decode_wav
 
 CACHE_FORMAT = 3  # bump when ChunkAudio changes shape: old entries stop matching
@@ -125,13 +129,78 @@ class _Unpickler(pickle.Unpickler):
 CACHE_READERS = 8  # cache entries read at once (an S3 cache answers in tens of ms each)
 
 
-def chunk_store(storage: Path | str) -> ResultStore:
-    """The chunk cache in `storage` (a folder or a saved S3 block), as `generate_chunk`
-    writes it."""
-    from tasks.chunk_generation import generate_chunk  # the task that writes the cache
+class ChunkFolder(LocalFileSystem):
+    """A local chunk cache: Prefect's folder storage, with each entry written whole (to a
+    temporary file, then renamed) and a full disk reported as "disk full at <folder>"."""
 
-    same_as_task = generate_chunk.with_options(result_storage=storage)
-    return cast(ResultStore, ResultStore().update_for_task(same_as_task))  # sync call
+    _block_type_name = "Narrator Chunk Folder"
+
+    # Prefect calls it with _sync=True; its base class types it async
+    def write_path(self, path: str, content: bytes, _sync: bool = True) -> str:  # type: ignore[override]
+        target = self._resolve_path(path)
+        try:
+            write_atomic(target, content)
+        except OSError as e:
+            full = storage_full(e, self.basepath)
+            not_written(path, str(full or f"{type(e).__name__}: {e}"))
+            raise full or e from e
+        return str(target)
+
+    async def awrite_path(self, path: str, content: bytes) -> str:
+        return self.write_path(path, content)
+
+
+_saved: dict[tuple[str, str], ChunkFolder] = {}
+_saved_lock = threading.Lock()
+
+
+def task_storage(storage: Path | str) -> ChunkFolder | str:
+    """The cache as `generate_chunk`'s result storage: a folder as a ChunkFolder block (saved
+    once per process and Prefect API: Prefect takes only saved blocks, and an instance
+    saves a block load per task run), an S3 cache as its saved block's name."""
+    if not isinstance(storage, Path):
+        return storage
+    folder = str(storage.expanduser().absolute())
+    api = str(PREFECT_API_URL.value())
+    with _saved_lock:
+        if (api, folder) not in _saved:
+            block = ChunkFolder(basepath=folder)
+            name = f"narrator-cache-{hashlib.sha256(folder.encode()).hexdigest()[:12]}"
+            block.save(name, overwrite=True)
+            _saved[api, folder] = block
+        return _saved[api, folder]
+
+
+def chunk_store(storage: Path | str) -> ResultStore:
+    """The chunk cache in `storage` (a folder or a saved S3 block), read as `generate_chunk`
+    writes it."""
+    backing = (
+        ChunkFolder(basepath=str(storage.expanduser()))
+        if isinstance(storage, Path)
+        else resolve_result_storage(storage, _sync=True)  # type: ignore[call-arg]  # as Prefect calls it
+    )
+    return ResultStore(
+        result_storage=backing, serializer=ChunkSerializer(), cache_result_in_memory=False
+    )
+
+
+# Entries a finished task could not write (a full disk, an S3 outage after its retries),
+# each with why: the run keeps those chunks' audio in memory instead (`unwritten`).
+_unwritten: dict[str, str] = {}
+_unwritten_lock = threading.Lock()
+
+
+def not_written(key: str, reason: str | None = None) -> None:
+    """Record that the entry under `key` was not written (the first reason given stays)."""
+    with _unwritten_lock:
+        _unwritten.setdefault(key, reason or "the cache could not store it (see the task's log)")
+
+
+def unwritten(key: str) -> str | None:
+    """Why the entry under `key` was not written by the task that just made it, or None
+    when it was. Each record is answered once."""
+    with _unwritten_lock:
+        return _unwritten.pop(key, None)
 
 
 class DamagedEntry(Exception):

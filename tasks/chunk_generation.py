@@ -20,7 +20,14 @@ from gpu_worker.errors import PermanentError, TransientError
 from gpu_worker.schema import NO_DIGEST, GenerateRequest, GenerateResult, request_digest
 from gpu_worker.wav import decode_wav
 from tasks.backends import Backend
-from tasks.cache import ChunkAudio, ChunkJob, ChunkSerializer, cache_key, wav_problem
+from tasks.cache import (
+    ChunkAudio,
+    ChunkJob,
+    ChunkSerializer,
+    cache_key,
+    not_written,
+    wav_problem,
+)
 
 
 def integrity_problems(samples: np.ndarray, rate: int, result: GenerateResult) -> list[str]:
@@ -160,11 +167,21 @@ def generate_chunk(job: ChunkJob, backend: Backend) -> ChunkAudio:
     return audio
 
 
+@generate_chunk.on_rollback
+def _entry_not_written(transaction: Any) -> None:
+    """Prefect rolls a chunk's transaction back when its cache entry could not be written:
+    the run keeps that chunk's audio instead of losing it (flows/map_chunks.py)."""
+    not_written(transaction.key)
+
+
 @dataclass(frozen=True)
 class ChunkOutcome:
     """What became of one chunk in this run."""
 
     job: ChunkJob
-    audio: ChunkAudio | None  # without its audio (the cache holds it); None when it failed
+    # without its WAV (the cache holds it), unless the cache could not store it; None when
+    # the chunk failed
+    audio: ChunkAudio | None
     cached: bool  # reused from an earlier run: no backend call
     error: str | None = None
+    not_cached: str | None = None  # why the cache could not store it (its WAV kept here)

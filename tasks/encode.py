@@ -16,7 +16,7 @@ import av
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.storage import OutputDir
+from tasks.outputs import OutputDir
 
 Format = Literal["mp3", "m4b"]
 SETTINGS = {  # codec, container, sample rate, bit rate

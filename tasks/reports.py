@@ -23,7 +23,7 @@ from tasks.backends import Backend
 from tasks.cast import Cast
 from tasks.chunk_generation import ChunkOutcome
 from tasks.options import NarrationOptions
-from tasks.storage import OutputDir
+from tasks.outputs import OutputDir
 from tasks.text import Chunk, PreparedText
 from tasks.validation import ChapterValidation
 from tasks.verify import AudioCheck

@@ -73,6 +73,12 @@ class NarratorSettings(BaseSettings):
         description="The voice library (`narrator voices`): a folder or s3://bucket/prefix. "
         "Flows take its voices by name.",
     )
+    output_lock_seconds: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="How long a run's lock on an S3 output folder lasts if the run dies "
+        "without releasing it (a local folder's lock ends with its process).",
+    )
     max_chapter_bytes: int = Field(
         5_000_000, ge=1, description="Largest chapter file accepted (about 800,000 words)."
     )

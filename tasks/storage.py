@@ -2,26 +2,17 @@
 
     read_bytes("chapters/one.md") / read_bytes("s3://books/chapters/one.md")
     list_sources("s3://books/chapters", "*.md")
-    OutputDir("s3://books/audio/one")      stage locally, then publish every file together
     result_storage(settings)               the chunk cache: a Path, or a saved S3Bucket block
 
 S3 means any S3-compatible store: credentials come from boto3's usual chain (environment,
 profile, instance role; never from settings), and `NARRATOR_S3_ENDPOINT_URL` points at R2
 or MinIO.
 
-An `OutputDir` stages every file of a run in a hidden local folder. Only after all of them
-are written and verified does `publish()` move them into place (a rename each, or an upload
-each), metadata.json last; a run that fails calls `discard()` and the previous run's
-outputs stay exactly as they were. A staging folder left by a killed run is removed by the
-next run that stages beside it.
+A chapter's outputs are published all together by `tasks.outputs.OutputDir`.
 """
 
 import fnmatch
-import os
 import re
-import shutil
-import socket
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -75,7 +66,7 @@ def s3_client(endpoint_url: str | None) -> Any:
     return boto3.client("s3", endpoint_url=endpoint_url)
 
 
-def _s3_error(uri: str, error: Exception) -> Exception:
+def s3_error(uri: str, error: Exception) -> Exception:
     code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
     if code in ("404", "NoSuchKey", "NoSuchBucket"):
         return InputError(f"{uri}: no such object")
@@ -96,7 +87,7 @@ def size(location: str, endpoint_url: str | None = None) -> int:
     try:
         return int(s3_client(endpoint_url).head_object(Bucket=bucket, Key=key)["ContentLength"])
     except Exception as e:
-        raise _s3_error(location, e) from e
+        raise s3_error(location, e) from e
 
 
 def read_bytes(location: str, endpoint_url: str | None = None) -> bytes:
@@ -108,7 +99,7 @@ def read_bytes(location: str, endpoint_url: str | None = None) -> bytes:
         body = s3_client(endpoint_url).get_object(Bucket=bucket, Key=key)["Body"]
         return bytes(body.read())
     except Exception as e:
-        raise _s3_error(location, e) from e
+        raise s3_error(location, e) from e
 
 
 def read_bytes_if_exists(location: str, endpoint_url: str | None = None) -> bytes | None:
@@ -132,7 +123,7 @@ def write_bytes(location: str, data: bytes, endpoint_url: str | None = None) -> 
     try:
         s3_client(endpoint_url).put_object(Bucket=bucket, Key=key, Body=data)
     except Exception as e:
-        raise _s3_error(location, e) from e
+        raise s3_error(location, e) from e
 
 
 def delete(location: str, endpoint_url: str | None = None) -> None:
@@ -143,7 +134,7 @@ def delete(location: str, endpoint_url: str | None = None) -> None:
     try:
         s3_client(endpoint_url).delete_object(Bucket=bucket, Key=key)
     except Exception as e:
-        raise _s3_error(location, e) from e
+        raise s3_error(location, e) from e
 
 
 def list_sources(location: str, pattern: str, endpoint_url: str | None = None) -> list[str]:
@@ -168,91 +159,8 @@ def list_sources(location: str, pattern: str, endpoint_url: str | None = None) -
                 if fnmatch.fnmatch(name, pattern):
                     found.append(f"s3://{bucket}/{item['Key']}")
     except Exception as e:
-        raise _s3_error(location, e) from e
+        raise s3_error(location, e) from e
     return sorted(found)
-
-
-class OutputDir:
-    def __init__(self, final: str, endpoint_url: str | None = None) -> None:
-        # Local folders are kept absolute: runs from the UI happen in a worker's directory.
-        self.final = final if is_s3(final) else str(Path(final).absolute())
-        self.endpoint_url = endpoint_url
-        if is_s3(final):
-            split_s3(final)
-            self.staging = _stage(Path(tempfile.gettempdir()), "narrator-staging-")
-        else:
-            folder = Path(final)
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError) as e:
-                raise InputError(
-                    f"{final}: exists and is not a directory; choose another --out"
-                ) from e
-            self.staging = _stage(folder, ".narrator-staging-")
-        self._staged: list[str] = []
-
-    def path(self, name: str) -> Path:
-        """Where to write `name` before it is published."""
-        if Path(name).name != name or name.startswith("."):
-            raise InputError(f"output name {name!r} must be a plain file name")
-        if name not in self._staged:
-            self._staged.append(name)
-        return self.staging / name
-
-    def write_text(self, name: str, text: str) -> Path:
-        path = self.path(name)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        return path
-
-    def publish(self, last: str | None = None) -> list[str]:
-        """Move every staged file into place (`last` goes last); returns their locations."""
-        order = [n for n in self._staged if n != last] + ([last] if last in self._staged else [])
-        client = s3_client(self.endpoint_url) if is_s3(self.final) else None
-        published = []
-        for name in order:
-            target = join(self.final, name)
-            if client is None:
-                os.replace(self.staging / name, target)
-            else:
-                bucket, key = split_s3(target)
-                try:
-                    client.upload_file(str(self.staging / name), bucket, key)
-                except Exception as e:
-                    raise _s3_error(target, e) from e
-            published.append(target)
-        shutil.rmtree(self.staging, ignore_errors=True)
-        return published
-
-    def discard(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
-
-
-_HOST = socket.gethostname()
-
-
-def _stage(folder: Path, prefix: str) -> Path:
-    """A new staging folder in `folder`, named after this host and process. Staging folders
-    there of processes that are gone (a run killed before it could discard its own) are
-    removed first."""
-    owner = re.compile(re.escape(f"{prefix}{_HOST}-") + r"(\d+)-")
-    for stale in folder.glob(f"{prefix}*"):
-        m = owner.match(stale.name)
-        if m and stale.is_dir() and not _alive(int(m[1])):
-            shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}{_HOST}-{os.getpid()}-", dir=folder))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def result_storage(cache: str, endpoint_url: str | None) -> Path | str:

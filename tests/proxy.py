@@ -1,5 +1,6 @@
-"""A proxy in front of the local RunPod endpoint that changes what the client receives: the
-hostile network and the flaky cloud of the integrity tests, over a real socket.
+"""A proxy in front of the local RunPod endpoint (or the moto S3 server) that changes what
+the client receives: the hostile network and the flaky cloud of the integrity tests, over a
+real socket.
 
     proxy = TamperingProxy(endpoint_url)
     proxy.once(lambda answer: answer.path.endswith("/run") and answer.with_json({...}))
@@ -81,12 +82,17 @@ class TamperingProxy:
         url = self.upstream + scope["path"] + (f"?{query}" if query else "")
         headers = {k.decode(): v.decode() for k, v in scope["headers"] if k.lower() != b"host"}
         got = await self._client.request(scope["method"], url, content=body, headers=headers)
+        kept = {
+            k: v
+            for k, v in got.headers.items()
+            if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
+        }
         answer = Answer(
             scope["method"],
             scope["path"],
             got.status_code,
             got.content,
-            {"content-type": got.headers.get("content-type", "application/json")},
+            {"content-type": "application/json", **kept},
         )
         for rule, keep in list(self.rules):
             changed = rule(answer)
@@ -98,6 +104,7 @@ class TamperingProxy:
                 break
         self.log.append(answer)
         headers_out = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
-        headers_out.append((b"content-length", str(len(answer.body)).encode()))
+        length = got.headers.get("content-length") if answer.method == "HEAD" else None
+        headers_out.append((b"content-length", (length or str(len(answer.body))).encode()))
         await send({"type": "http.response.start", "status": answer.status, "headers": headers_out})
         await send({"type": "http.response.body", "body": answer.body})

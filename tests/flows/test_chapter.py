@@ -27,6 +27,7 @@ from tasks.chunk_generation import plan_jobs
 from tasks.encode import decoded_seconds
 from tasks.loudness import integrated_loudness, true_peak_db
 from tasks.settings import NarratorSettings
+from tasks.outputs import published_problem
 from tasks.storage import result_storage
 from tests.conftest import local_backend
 
@@ -172,16 +173,21 @@ def test_failed_chunks_are_all_named_after_the_others_finish(
     assert sorted(calls) == sorted([texts[1], texts[3]])
 
 
+def published(folder: Path) -> dict[str, bytes]:
+    """The files a reader sees (the hidden lock file is the writers')."""
+    return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
+
+
 def test_a_failed_run_keeps_the_previous_outputs(tmp_path: Path, cache: Path) -> None:
     good = narrate(tmp_path, CHAPTER)
-    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    before = published(tmp_path / "out")
     # Pauses of 5-20 s make the chapter implausibly slow: phase 3's check fails the run.
     pauses = AudioOptions(sentence_pause=5, paragraph_pause=10, lead_in=10, tail=10)
     slow = FAST.model_copy(update={"audio": pauses})
     with pytest.raises(PermanentError, match="implausible duration"):
         narrate(tmp_path, CHAPTER, slow)
-    after = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
-    assert after == before
+    assert published(tmp_path / "out") == before
+    assert published_problem(str(tmp_path / "out")) is None
     assert metadata(good)["totals"]["chunks"] == good.chunks
 
 

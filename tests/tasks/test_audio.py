@@ -21,7 +21,7 @@ from tasks.audio import (
 )
 from tasks.cache import ChunkAudio, ChunkJob, chunk_store
 from tasks.loudness import LoudnessOptions, integrated_loudness, limit, true_peak_db
-from tasks.storage import OutputDir
+from tasks.outputs import OutputDir
 from tasks.text import Break
 
 RATE = 24000
@@ -234,6 +234,10 @@ def test_a_failure_midway_leaves_no_final_file_and_keeps_the_previous(tmp_path: 
             )
         finally:
             second.discard()
-    assert sorted(p.name for p in final.iterdir()) == ["ch.wav", "metadata.json"]
+    assert sorted(p.name for p in final.iterdir() if not p.name.startswith(".")) == [
+        "ch.wav",
+        "manifest.json",
+        "metadata.json",
+    ]
     assert (final / "ch.wav").read_bytes() == before
     assert (final / "metadata.json").read_text() == '{"run": 1}'
