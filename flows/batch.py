@@ -13,14 +13,16 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, cast
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 from pydantic import BaseModel, Field
 
 from flows.chapter import narrate_chapter
+from flows.parameters import checked_flow
 from flows.services import services
 from gpu_worker.errors import NarratorError, PermanentError
+from gpu_worker.redaction import CredentialFree
 from tasks.options import NarrationOptions
 from tasks.outputs import published_problem
 from tasks.reports import fingerprint
@@ -90,12 +92,12 @@ def _reason(state: State[Any]) -> str:
     return message.removeprefix("Flow run encountered an exception: ")
 
 
-@flow(name="narrate-batch")
+@checked_flow(name="narrate-batch")
 def narrate_batch(
     source: str,
     out_dir: str,
     pattern: str = "*.md",
-    voice: str | None = None,
+    voice: CredentialFree | None = None,
     options: NarrationOptions = NarrationOptions(),  # noqa: B008 - frozen, shown in the UI
     max_in_flight: Annotated[int, Field(ge=1, le=MAX_IN_FLIGHT)] = 2,
 ) -> BatchResult:
@@ -106,7 +108,8 @@ def narrate_batch(
         source: Folder or s3://bucket/prefix holding the chapter files.
         out_dir: Folder or s3://bucket/prefix; each chapter goes in its own subfolder.
         pattern: Which files are chapters (shell glob, e.g. "*.md" or "ch-*.txt").
-        voice: Built-in voice name or reference clip URL, for every chapter.
+        voice: Built-in or library voice name, or reference clip (never a presigned URL),
+            for every chapter.
         options: Narration options, for every chapter.
         max_in_flight: Chapters narrated at once (each maps one task per chunk).
     """

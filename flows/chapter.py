@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.logging import get_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from flows.map_chunks import listening, map_chunks
+from flows.parameters import checked_flow
 from flows.services import Services, services
+from gpu_worker.redaction import CredentialFree
 from tasks.artifacts import artifact_key, publish_artifacts, summary
 from tasks.audio import concatenate_chapter
 from tasks.backends import cancel_remote_jobs
@@ -85,17 +87,16 @@ def _cancel_remote_jobs(flow: Any, flow_run: Any, state: Any) -> None:
         get_logger("narrator").warning("cancelled %d RunPod jobs still in flight", cancelled)
 
 
-@flow(
+@checked_flow(
     name="narrate-chapter",
     on_cancellation=[_cancel_remote_jobs],
     on_crashed=[_cancel_remote_jobs],
-    # Prefect types TaskRunner invariantly in its future type; this runner is the stock one.
-    task_runner=ThreadPoolTaskRunner(max_workers=MAX_TASK_THREADS),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=MAX_TASK_THREADS),
 )
 def narrate_chapter(
     source: str,
     out_dir: str | None = None,
-    voice: str | None = None,
+    voice: CredentialFree | None = None,
     options: NarrationOptions = NarrationOptions(),  # noqa: B008 - frozen, shown in the UI
     cast: Cast | None = None,
 ) -> ChapterResult:
@@ -106,8 +107,10 @@ def narrate_chapter(
             s3://bucket/key URI.
         out_dir: Folder or s3:// prefix for the outputs. Empty: out/<chapter name>/ in
             the worker's working directory.
-        voice: A built-in voice name, or a reference clip to clone (https URL, s3:// URI,
-            or a path on the workers' voices volume). Empty: the engine's default voice.
+        voice: A built-in or library voice name, or a reference clip to clone (https URL,
+            s3:// URI, or a path on the workers' voices volume). Never a presigned URL: the
+            run's parameters are stored and shown; an s3:// URI is read with the worker's
+            own credentials. Empty: the engine's default voice.
         options: How to generate, check, join and deliver the audio.
         cast: For a dialogue: the narrator's and each speaker's voice. Lines tagged
             `NAME: ...` or `[Name] ...` are read by that speaker (see tasks/cast.py).

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpu_worker.redaction import redact_logs
+from gpu_worker.redaction import redact_logs, register_secret
 from gpu_worker.settings import WorkerSettings
 from tasks import storage
 from tasks.backends import Backend, open_backend
@@ -85,5 +85,7 @@ def services() -> Services:
     """The backend, voice library and settings of this run, from `current_settings`; log
     lines are redacted from here on (gpu_worker/redaction.py)."""
     redact_logs()
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):  # boto3's, if it has them
+        register_secret(os.environ.get(name))
     settings, worker = current_settings()
     return Services(settings, worker, open_backend(settings, worker), voice_library(settings))

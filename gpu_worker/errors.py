@@ -27,7 +27,7 @@ class NarratorError(Exception):
     default_code = "error"
 
     def __init__(self, message: str = "", code: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))  # what an error says may go anywhere
         self.code = code or self.default_code
 
 
@@ -95,6 +95,9 @@ def classify(error: BaseException) -> NarratorError:
         return TransientError(f"worker CUDA error: {error}", code="cuda_error")
     if isinstance(error, TimeoutError):
         return TransientError(f"worker timed out: {error}", code="timeout")
+    if storage_full(error, "") is not None:  # this worker's disk: another may have room
+        where = getattr(error, "filename", None) or "the worker"
+        return TransientError(f"disk full at {where} (on the worker): {error}", code="disk_full")
     return PermanentError(f"worker failed: {name}: {error}", code="internal_error")
 
 

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from gpu_worker.errors import InputError
+from gpu_worker.redaction import redact
 
 MAX_TEXT_CHARS = 2000  # a chunk, not a chapter: the flow splits long text first
 
@@ -183,7 +184,7 @@ def explain(error: ValidationError) -> str:
         given = err.get("input")
         shown = err["type"] != "missing" and not isinstance(given, dict)
         message = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {message}" + (f" (got {given!r})" if shown else ""))
+        problems.append(f"{where}: {message}" + (f" (got {redact(repr(given))})" if shown else ""))
     return "; ".join(problems)
 
 

@@ -21,6 +21,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from gpu_worker.errors import InputError
+from gpu_worker.redaction import CredentialFree
 from gpu_worker.schema import explain
 
 SpeakerName = Annotated[
@@ -36,8 +37,10 @@ class Role(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    voice: str | None = Field(
-        None, description="Built-in voice, library voice or reference clip (default: the run's)."
+    voice: CredentialFree | None = Field(
+        None,
+        description="Built-in voice, library voice or reference clip: a public URL, an s3:// "
+        "URI or a path, never a presigned URL (default: the run's).",
     )
     exaggeration: float | None = Field(None, ge=0.0, le=2.0, description="Emotion intensity.")
     cfg_weight: float | None = Field(None, ge=0.0, le=1.0, description="Guidance weight.")

@@ -19,6 +19,7 @@ from flows.cli.common import (
     prefect_console,
     worker_settings,
 )
+from gpu_worker.redaction import no_credentials
 from gpu_worker.schema import GenerationParams, explain
 from tasks.audio import AudioOptions
 from tasks.text import ChunkingOptions
@@ -68,7 +69,8 @@ def run(
         str | None,
         typer.Option(
             help="A built-in voice (the embedded engine has 'heart', the default, and "
-            "'joe'), or a reference clip to clone (Chatterbox engine)",
+            "'joe'), a library voice, or a reference clip to clone (Chatterbox engine): a "
+            "public URL, an s3:// URI or a path, never a presigned URL",
             show_default=False,
         ),
     ] = None,
@@ -212,6 +214,11 @@ def run(
         )
     except ValidationError as e:
         fail(f"invalid options: {explain(e)}")
+    if voice:
+        try:  # before the run exists: Prefect stores and shows its parameters
+            no_credentials(voice)
+        except ValueError as e:
+            fail(f"--voice: {e}")
     _narrate(chapter, out, voice, options, _cast(cast), (settings, worker), verbose)
 
 

@@ -26,8 +26,8 @@ from tasks.cache import ChunkJob
 from tasks.chunk_generation import plan_jobs
 from tasks.encode import decoded_seconds
 from tasks.loudness import integrated_loudness, true_peak_db
-from tasks.settings import NarratorSettings
 from tasks.outputs import published_problem
+from tasks.settings import NarratorSettings
 from tasks.storage import result_storage
 from tests.conftest import local_backend
 

@@ -76,13 +76,14 @@ def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
     assert "arrival.wav" in done.stdout and "2 (0 from cache)" in done.stdout
     assert " INFO " not in done.stderr  # quiet unless --verbose
     assert len(list((tmp_path / "cache").iterdir())) == 2  # --cache-dir: both chunks there
-    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    files = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
     assert files == [
         "arrival.m4b",
         "arrival.mp3",
         "arrival.srt",
         "arrival.vtt",
         "arrival.wav",
+        "manifest.json",
         "metadata.json",
         "segments.json",
         "validation.json",

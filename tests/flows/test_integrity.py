@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prefect.client.orchestration import get_client
 from pydantic import SecretStr
 
 from flows.chapter import ChapterResult, NarrationOptions, narrate_chapter
@@ -235,6 +236,25 @@ def test_a_redirect_to_a_login_page_fails_at_once_saying_where_not_what(
     assert "NARRATOR_RUNPOD_BASE_URL" in message
     assert "PLANTED" not in message and "<form>" not in message
     assert not (tmp_path / "out" / "keeper.wav").exists()
+
+
+def test_an_error_body_echoing_the_api_key_never_shows_it(
+    proxy: TamperingProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway whose error page echoes the request's headers (the API key among them):
+    the chunk fails saying what came back, and the key is in no error, state or log line."""
+    echo = {"error": f"gateway error; request headers: {{'Authorization': 'Bearer {KEY}'}}"}
+    proxy.always(lambda a: a.path.endswith("/run") and a.with_json(echo, 500))
+    once = services().settings.model_copy(update={"chunk_retries": 0})
+    with configured(once), caplog.at_level(logging.INFO), pytest.raises(PermanentError) as failed:
+        narrate(tmp_path)
+    assert "HTTP 500 from /run" in str(failed.value) and "gateway error" in str(failed.value)
+    seen = [str(failed.value), caplog.text]
+    with get_client(sync_client=True) as prefect:
+        seen += [repr(run.state) for run in prefect.read_flow_runs()]
+        seen += [repr(task.state) for task in prefect.read_task_runs()]
+        seen += [entry.message for entry in prefect.read_logs()]
+    assert [text for text in seen if KEY in text] == []
 
 
 def damage_entry(folder: Path, key: str, how: str) -> None:

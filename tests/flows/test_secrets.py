@@ -1,6 +1,10 @@
 """Secrets stay secret: a planted RunPod key and AWS secret never show up in anything a
 run leaves behind, whether it succeeds or fails."""
 
+import json
+import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -79,20 +83,88 @@ def test_a_planted_key_appears_in_no_log_artifact_output_parameter_or_error(
 SIGNATURE = "X-Amz-Signature=PLANTEDsig0c4f&X-Amz-Credential=PLANTEDcred9a1"
 
 
+def recorded(prefect: Any) -> list[tuple[str, str]]:
+    """Every flow run's parameters and state, and every log line, on the Prefect server."""
+    seen = []
+    for run in prefect.read_flow_runs():
+        seen.append((f"run {run.name} parameters", repr(run.parameters)))
+        seen.append((f"run {run.name} state", repr(run.state)))
+    seen += [("log", entry.message) for entry in prefect.read_logs()]
+    return seen
+
+
 @pytest.mark.usefixtures("prefect_server")
-def test_a_presigned_voice_url_leaves_no_signature_in_errors_states_or_logs(
-    worker: BestOfN, serve: Callable[[Any], str], tmp_path: Path
+def test_a_presigned_voice_url_is_refused_before_any_run_records_it(tmp_path: Path) -> None:
+    """Prefect stores a run's parameters and shows them in its UI, so a presigned URL (its
+    query string is the credential) is refused as a voice wherever a run is asked for: a
+    call from Python, a cast, the CLI, and a deployment's run from the UI or API (checked
+    by the Prefect server against the flow's parameter schema)."""
+    from prefect.client.schemas.actions import DeploymentCreate
+    from prefect.exceptions import ParameterTypeError
+    from prefect.utilities.callables import parameter_schema
+
+    from gpu_worker.errors import InputError
+    from tasks.cast import read_cast
+
+    presigned = f"https://books.s3.amazonaws.com/voices/mara.wav?{SIGNATURE}"
+    source = tmp_path / "keys.md"
+    source.write_text(CHAPTER)
+    with get_client(sync_client=True) as prefect:
+        runs_before = len(prefect.read_flow_runs())
+    with pytest.raises(ParameterTypeError, match="an s3:// URI"):
+        narrate_chapter(str(source), str(tmp_path / "out"), presigned, OPTIONS)
+    with pytest.raises(InputError, match="an s3:// URI") as refused:
+        read_cast(f'[speakers.Mara]\nvoice = "{presigned}"\n', "cast.toml")
+    assert "PLANTED" not in str(refused.value)
+    for url in (presigned, "https://user:PLANTEDpass@host/v.wav"):
+        cli = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "run", str(source), "--voice", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert cli.returncode == 1
+        assert "--voice: a URL carrying a credential" in cli.stderr
+        assert "PLANTED" not in cli.stdout + cli.stderr
+
+    with get_client(sync_client=True) as prefect:
+        flow_id = prefect.create_flow_from_name("narrate-chapter")
+        deployment = prefect.create_deployment(
+            **DeploymentCreate(
+                name="secrets-check",
+                flow_id=flow_id,
+                parameter_openapi_schema=parameter_schema(narrate_chapter.fn).model_dump(),
+                enforce_parameter_schema=True,
+            ).model_dump(exclude_unset=True)
+        )
+        for parameters in (
+            {"source": "ch.md", "voice": presigned},
+            {"source": "ch.md", "cast": {"narrator": {"voice": presigned}}},
+        ):
+            with pytest.raises(Exception, match=r"422|409|Validation|invalid"):
+                prefect.create_flow_run_from_deployment(deployment, parameters=parameters)
+        allowed = prefect.create_flow_run_from_deployment(
+            deployment, parameters={"source": "ch.md", "voice": "s3://books/voices/mara.wav"}
+        )
+        assert allowed.parameters["voice"] == "s3://books/voices/mara.wav"
+        prefect.delete_flow_run(allowed.id)
+        assert len(prefect.read_flow_runs()) == runs_before  # none of them was recorded
+        leaks = [where for where, text in recorded(prefect) if "PLANTED" in text]
+    assert leaks == []
+
+
+def test_a_presigned_clip_the_worker_cannot_use_is_reported_without_its_signature(
+    worker: BestOfN, serve: Callable[[Any], str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A cast voice given as a presigned URL (its query string is the credential) that the
-    clip server refuses, and one the worker's engine cannot clone: both runs fail saying
-    why, and no error, flow or task state, or log line holds the signature. (The flow run's
-    own `cast` parameter still holds what it was given: prefer a library voice name.)"""
+    """A presigned clip sent to the endpoint directly (the flows refuse them) that its
+    server refuses, or that the engine cannot clone: the error and the worker's log say why
+    without the signature."""
     from fastapi import FastAPI, Response
 
-    from flows.services import configured
+    from gpu_worker import voices
+    from gpu_worker.errors import NarratorError, from_wire
     from gpu_worker.settings import WorkerSettings
-    from tasks.cast import read_cast
-    from tasks.settings import NarratorSettings
     from tests.gpu_worker.test_voices import clip
 
     clips = FastAPI()
@@ -102,35 +174,14 @@ def test_a_presigned_voice_url_leaves_no_signature_in_errors_states_or_logs(
         return Response(clip(6.0), 200 if name == "mara.wav" else 403, media_type="audio/wav")
 
     host = serve(clips)
-    endpoint = Endpoint(EndpointConfig(api_key=RUNPOD_KEY), [partial(handle, worker=worker)])
-    settings = NarratorSettings(
-        backend="runpod",
-        runpod_endpoint_id="local",
-        runpod_base_url=f"{serve(endpoint.app)}/v2",
-        runpod_api_key=RUNPOD_KEY,
-        endpoint_limit="",
-        cache_dir=str(tmp_path / "cache"),
-    )
     # the test's clip server is on 127.0.0.1 and plain http: allowed for this test only
     fetching = WorkerSettings(allow_http_voices=True, allow_private_voice_urls=True)
-    source = tmp_path / "keys.md"
-    source.write_text(CHAPTER)
-    errors = []
-    with configured(settings, fetching):
-        for name, says in (("gone.wav", "HTTP 403"), ("mara.wav", "cannot clone")):
-            cast = read_cast(f'[narrator]\nvoice = "{host}/voices/{name}?{SIGNATURE}"\n', "c")
-            with pytest.raises(PermanentError) as failure:
-                narrate_chapter(str(source), str(tmp_path / name), None, OPTIONS, cast)
-            assert says in str(failure.value) and f"/voices/{name}?…" in str(failure.value)
-            errors.append(("exception", str(failure.value)))
-    seen = list(errors)
-    with get_client(sync_client=True) as prefect:
-        for run in prefect.read_flow_runs():
-            seen.append((f"run {run.name} state", repr(run.state)))
-        for task_run in prefect.read_task_runs():
-            seen.append((f"task {task_run.name} state", repr(task_run.state)))
-        seen += [("log", entry.message) for entry in prefect.read_logs()]
-        seen += [(f"artifact {a.key}", repr(a.data)) for a in prefect.read_artifacts()]
-    assert any("cannot clone" in text for where, text in seen if where.startswith("task"))
-    leaks = [where for where, text in seen if "PLANTED" in text]
-    assert leaks == []
+    with caplog.at_level(logging.INFO), pytest.raises(NarratorError) as refused:
+        voices.fetch(f"{host}/voices/gone.wav?{SIGNATURE}", fetching)
+    assert "HTTP 403" in str(refused.value) and "/voices/gone.wav?…" in str(refused.value)
+    with caplog.at_level(logging.INFO):
+        url = f"{host}/voices/mara.wav?{SIGNATURE}"
+        answer = handle({"id": "j1", "input": {"text": "Keys.", "audio_prompt_url": url}}, worker)
+    error = from_wire(json.loads(answer["error"]))
+    assert "cannot clone" in str(error) and "/voices/mara.wav?…" in str(error)
+    assert "PLANTED" not in caplog.text + answer["error"]

@@ -3,6 +3,7 @@ worker's code in this process) and RunPod's (the real handler behind the local e
 HTTP). Both carry it as gpu_worker.errors' wire form, so a chunk is retried on both or on
 neither, whatever words its message happens to hold."""
 
+import errno
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -52,6 +53,11 @@ FAILURES = {
         RuntimeError("CUDA error: device-side assert triggered"),
         TransientError,
         "cuda_error",
+    ),
+    "a full disk on the worker": (
+        OSError(errno.ENOSPC, "No space left on device", "/runpod-volume/voices/ab12.wav"),
+        TransientError,
+        "disk_full",
     ),
     "our own transient": (TransientError("engine still warming up"), TransientError, "transient"),
     # a bug whose message happens to say "timed out" is not worth a retry
