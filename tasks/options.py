@@ -7,7 +7,7 @@ not here but in tasks/settings.py.
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gpu_worker.schema import GenerationParams
 from tasks.audio import AudioOptions
@@ -47,3 +47,17 @@ class NarrationOptions(BaseModel):
         description="Regenerate every chunk even if an "
         "identical one is cached (the new audio replaces it).",
     )
+
+    @field_validator("generation")
+    @classmethod
+    def _english_text(cls, generation: GenerationParams) -> GenerationParams:
+        """A chapter is prepared for speech (numbers, dates, abbreviations) and its takes
+        scored by English rules: another language would be read with them ("1999" as
+        English words inside French), so it is refused rather than read wrongly."""
+        if generation.language_id.lower() not in ("en", "en-us", "en-gb"):
+            raise ValueError(
+                f"language_id {generation.language_id!r}: narrator prepares and checks "
+                "text in English only (numbers, dates and abbreviations would be read in "
+                "English); set language_id to en"
+            )
+        return generation

@@ -12,6 +12,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
+from markdown_it import MarkdownIt
+from mdit_py_plugins.footnote import footnote_plugin
+from mdit_py_plugins.front_matter import front_matter_plugin
+
 from gpu_worker.errors import InputError
 
 
@@ -34,16 +38,16 @@ class Clean:
         self.offsets.extend([at] * len(chars))
 
 
-_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$")
-_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_SCENE_BREAK = re.compile(
-    r"^[ \t]*(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,}|#|~{3,}"
-    r"|(?:•[ \t]*){3,})[ \t]*$"
-)
-_FENCE = re.compile(r"^ {0,3}(```|~~~)")
-_LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t]+")
-_QUOTE = re.compile(r"^[ \t]*(?:>[ \t]?)+")
-_TABLE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$")
+_HEADING = re.compile(r"^ {0,3}#{1,6}(?:[ \t]+(.*?))?[ \t]*#*[ \t]*$")
+_SCENE_BREAK = re.compile(r"^[ \t]*(?:#|(?:•[ \t]*){3,}|(?:~[ \t]*){3,}|(?:\*[ \t]*){3,})[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_LIST_ITEM = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
+_QUOTE = re.compile(r"[ \t]*>[ \t]?")
+# Indented code blocks covering more of the text than this are indented paragraphs (a
+# plain-text book), not code: the text is read again with indented code switched off.
+MOST_INDENTED = 0.3
+# HTML blocks that are never prose
+_NOT_PROSE_HTML = re.compile(r"^\s*<(?:!--|script|style|\?|!\[CDATA\[|![A-Za-z])", re.I)
 
 
 # A dialogue line: `ALICE: text` or `[Alice] text`.
@@ -52,68 +56,155 @@ _TAG = re.compile(
 )
 
 
+def _parser(indented_code: bool) -> MarkdownIt:
+    md = MarkdownIt("commonmark").enable("table").use(front_matter_plugin).use(footnote_plugin)
+    return md if indented_code else md.disable("code")
+
+
 def parse_blocks(text: str, speakers: Collection[str] = ()) -> list[Block]:
-    """Headings (ATX and setext), paragraphs, list items, and scene breaks (`***`, `---`, `#`).
-    Fenced code is skipped: it is not meant to be read aloud.
+    """The chapter's spoken blocks, in order: headings (ATX and setext), paragraphs (list
+    items, quotes and table rows each their own), and scene breaks (`***`, `---`, `#`,
+    `• • •`). Parsed as CommonMark (markdown-it-py) with tables, front matter and footnotes.
+
+    Never spoken: front matter, HTML comments and other non-prose HTML blocks, fenced and
+    indented code, link reference definitions, footnote definitions (a footnote's mark in
+    the text is dropped too), and images (their alt text included: it describes a picture
+    for a reader who cannot see it, which a listener of the chapter does not need).
 
     With `speakers` (a dialogue's cast), a line tagged `NAME: ...` or `[Name] ...` starts a
     turn of that speaker (names match the cast's without regard to case); the turn goes on
-    to the next tag or blank line, and untagged paragraphs are the narrator's."""
+    to the next tag or the paragraph's end, and untagged paragraphs are the narrator's."""
+    text = _close_fences(text)
+    tokens = _parser(indented_code=True).parse(text)
+    lines = text.split("\n")
+    coded = sum(t.map[1] - t.map[0] for t in tokens if t.type == "code_block" and t.map)
+    if coded > MOST_INDENTED * max(1, sum(1 for line in lines if line.strip())):
+        tokens = _parser(indented_code=False).parse(text)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+
+    def span(number: int, quotes: int, item: bool) -> tuple[int, int]:
+        """Line `number`'s content: after `quotes` quote marks and an item's marker."""
+        raw = lines[number]
+        at = 0
+        for _ in range(quotes):
+            if m := _QUOTE.match(raw, at):
+                at = m.end()
+        if item and (m := _LIST_ITEM.match(raw, at)):
+            at = m.end()
+        while at < len(raw) and raw[at] in " \t":
+            at += 1
+        return starts[number] + at, starts[number] + len(raw)
+
+    blocks: list[Block] = []
+    cast = {s.casefold(): s for s in speakers}
+    quotes = 0
+    first_in_item = False
+    skipping = 0  # inside a footnote definition
+    for token in tokens:
+        kind = token.type
+        if kind == "footnote_block_open":
+            skipping += 1
+        elif kind == "footnote_block_close":
+            skipping -= 1
+        if skipping:
+            continue
+        if kind == "blockquote_open":
+            quotes += 1
+        elif kind == "blockquote_close":
+            quotes -= 1
+        elif kind == "list_item_open":
+            first_in_item = True
+            continue
+        elif kind == "hr":
+            blocks.append(Block("break"))
+        elif kind == "heading_open" and token.map:
+            first = token.map[0]
+            if token.markup in ("=", "-"):  # setext: its lines, less the underline
+                numbers = range(first, token.map[1] - 1)
+                segments = tuple(span(n, quotes, first_in_item and n == first) for n in numbers)
+            else:
+                start, end = span(first, quotes, first_in_item)
+                m = _HEADING.match(text[start:end])
+                segments = ((start + m.start(1), start + m.end(1)),) if m and m[1] else ()
+            blocks.append(Block("heading", segments) if segments else Block("break"))
+        elif kind in ("paragraph_open", "tr_open") and token.map:
+            numbers = range(token.map[0], token.map[1])
+            lines_of = [span(n, quotes, first_in_item and n == token.map[0]) for n in numbers]
+            blocks.extend(_turns(text, lines_of, cast, speakers, token.map[0]))
+        elif kind == "html_block" and token.map and not _NOT_PROSE_HTML.match(token.content):
+            numbers = range(token.map[0], token.map[1])
+            prose = tuple(span(n, quotes, False) for n in numbers if lines[n].strip())
+            blocks.append(Block("paragraph", prose))
+        if token.nesting >= 0:  # a block opened or whole: the item's first has passed
+            first_in_item = False
+    return blocks
+
+
+def _turns(
+    text: str,
+    segments: list[tuple[int, int]],
+    cast: dict[str, str],
+    speakers: Collection[str],
+    first_line: int,
+) -> list[Block]:
+    """One paragraph's lines as blocks: a scene-break line alone is a break; with a cast,
+    a tagged line starts that speaker's turn."""
     blocks: list[Block] = []
     lines: list[tuple[int, int]] = []
     speaker: str | None = None
-    cast = {s.casefold(): s for s in speakers}
 
     def close() -> None:
-        nonlocal speaker
         if lines:
             blocks.append(Block("paragraph", tuple(lines), speaker))
             lines.clear()
-        speaker = None
 
-    in_fence, pos = False, 0
-    for number, raw in enumerate(text.split("\n"), 1):
-        start, end = pos, pos + len(raw)
-        pos = end + 1
-        if _FENCE.match(raw):
-            close()
-            in_fence = not in_fence
-            continue
-        if in_fence or (_TABLE_RULE.match(raw) and "|" in raw):
-            continue
+    for offset, (start, end) in enumerate(segments):
+        raw = text[start:end]
         tag = _TAG.match(raw) if cast else None
-        if not raw.strip():
-            close()
+        if _SCENE_BREAK.match(raw) and len(segments) == 1:
+            blocks.append(Block("break"))
         elif tag:
             name = (tag["bracketed"] or tag["caps"]).strip()
             if name.casefold() not in cast:
                 raise InputError(
-                    f"line {number}: speaker {name!r} is not in the cast "
+                    f"line {first_line + offset + 1}: speaker {name!r} is not in the cast "
                     f"({', '.join(speakers)}); add them to the cast, or write the line as prose"
                 )
             close()
             speaker = cast[name.casefold()]
             lines.append((start + tag.end(), end))
-        elif _SETEXT.match(raw) and len(lines) == 1:
-            blocks.append(Block("heading", tuple(lines)))
-            lines.clear()
-        elif _SCENE_BREAK.match(raw):
-            close()
-            blocks.append(Block("break"))
-        elif m := _HEADING.match(raw):
-            close()
-            blocks.append(Block("heading", ((start + m.start(1), start + m.end(1)),)))
-        else:
-            marker = _LIST_ITEM.match(raw) or _QUOTE.match(raw)
-            if _LIST_ITEM.match(raw) or raw.lstrip().startswith("|"):
-                close()  # list items and table rows are read one by one
-            lines.append((start + (marker.end() if marker else 0), end))
+        elif raw.strip():
+            lines.append((start, end))
     close()
     return blocks
 
 
+def _close_fences(text: str) -> str:
+    """A code fence that is never closed would, in CommonMark, hide the rest of the chapter:
+    such an opening line (`~~~` used as a scene break) becomes a scene break of the same
+    length instead, so every offset stays."""
+    lines = text.split("\n")
+    opened: tuple[int, str] | None = None
+    for number, line in enumerate(lines):
+        m = _FENCE.match(line)
+        if not m:
+            continue
+        if opened is None:
+            opened = (number, m[1])
+        elif m[1].startswith(opened[1]) and not line[m.end() :].strip():
+            opened = None  # a closing fence: the same character, at least as many
+    if opened is not None:
+        number, fence = opened
+        lines[number] = lines[number].replace(fence, "*" * len(fence), 1)
+    return "\n".join(lines)
+
+
 _INLINE = re.compile(
-    r"(?P<image>!\[[^\]]*\]\([^)]*\))"
+    r"\\(?P<escaped>[!-/:-@\[-`{-~])"  # a backslash escape: the character itself
+    r"|<(?P<autolink>[A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\s]*|[^<>\s@]+@[^<>\s]+)>"
+    r"|(?P<image>!\[[^\]]*\]\([^)]*\))"
     r"|\[(?P<label>[^\]]+)\](?:\([^)]*\)|\[[^\]]*\])"
     r"|(?P<footnote>\[\^[^\]]+\])"
     r"|(?P<entity>&(?:[A-Za-z]+|#\d+|#x[0-9A-Fa-f]+);)"
@@ -123,26 +214,47 @@ _INLINE = re.compile(
 )
 
 
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
 def clean_inline(source: str, segments: tuple[tuple[int, int], ...]) -> Clean:
-    """Markdown and HTML inline markup removed; whitespace collapsed; offsets kept."""
+    """Markdown and HTML inline markup removed (HTML comments with what they hold, even
+    across lines); whitespace collapsed; offsets kept."""
     raw = Clean()
+    hidden = (
+        [m.span() for m in _COMMENT.finditer(source, segments[0][0], segments[-1][1])]
+        if segments
+        else []
+    )
+
+    def add(i: int) -> None:
+        if not any(a <= i < b for a, b in hidden):
+            raw.add(source[i], i)
+
     for start, end in segments:
         if raw.text:
             raw.add(" ", start - 1)
         cursor = start
         for m in _INLINE.finditer(source, start, end):
+            if any(a <= m.start() < b for a, b in hidden):
+                continue  # markup inside a comment: the comment's span drops it
             for i in range(cursor, m.start()):
-                raw.add(source[i], i)
-            if m["label"] is not None:
-                for i in range(m.start("label"), m.end("label")):
+                add(i)
+            if m["escaped"] is not None:
+                raw.add(m["escaped"], m.start("escaped"))
+            elif m["autolink"] is not None:
+                for i in range(m.start("autolink"), m.end("autolink")):
                     raw.add(source[i], i)
+            elif m["label"] is not None:
+                for i in range(m.start("label"), m.end("label")):
+                    add(i)
             elif m["entity"]:
                 raw.add(html.unescape(m["entity"]), m.start())
             elif m["pipe"]:
                 raw.add(",", m.start())
             cursor = m.end()
         for i in range(cursor, end):
-            raw.add(source[i], i)
+            add(i)
     clean = Clean()
     for char, at in zip(raw.text, raw.offsets, strict=True):
         if char.isspace():

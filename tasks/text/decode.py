@@ -111,9 +111,10 @@ _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 
 
 class _HtmlText(HTMLParser):
-    """An HTML document as the markdown-like text parse_blocks reads: headings as `#`,
-    block elements as paragraphs, table rows as `| a | b |` lines, `<hr>` as a scene break;
-    script, style, head and other unspoken elements dropped."""
+    """An HTML document as the markdown parse_blocks reads: headings as `#`, block elements
+    as paragraphs, table rows as `| a | b |` lines, `<hr>` as a scene break; script, style,
+    head and other unspoken elements dropped; the page's own text escaped, so it is never
+    read as markdown."""
 
     SKIP = frozenset(
         {"script", "style", "head", "noscript", "template", "svg", "math", "iframe", "object"}
@@ -136,7 +137,7 @@ class _HtmlText(HTMLParser):
         elif tag == "li":
             self.out.append("\n\n- ")
         elif tag == "tr":
-            self.out.append("\n|")
+            self.out.append("\n\n|")
         elif tag == "br":
             self.out.append("\n")
         elif tag == "hr":
@@ -158,7 +159,15 @@ class _HtmlText(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self.skipping:
-            self.out.append(re.sub(r"\s+", " ", data))  # whitespace in HTML is not layout
+            text = re.sub(r"\s+", " ", data)  # whitespace in HTML is not layout
+            self.out.append(_literal(text))
+
+
+def _literal(text: str) -> str:
+    """`text` with every character markdown could read as markup backslash-escaped: an
+    HTML page's text is text ("# of guests" in a paragraph is not a heading)."""
+    text = re.sub(r"([\\`*_\[\]<>#|~!+=-])", r"\\\1", text)
+    return re.sub(r"(\d)([.)])", r"\1\\\2", text)
 
 
 def html_to_text(document: str) -> str:

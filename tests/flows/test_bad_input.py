@@ -298,3 +298,26 @@ def test_every_case_is_a_row_of_the_documented_table() -> None:
     names = [c.name for c in REFUSED] + [c.name for c in ACCEPTED]
     names += ["5,000-character sentence without punctuation", "a chapter full of oddities"]
     assert [n for n in names if n not in rows] == []
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_language_other_than_english_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    """Text preparation and scoring are English: French would get English numbers, so it is
+    refused (options built in Python, and a flow run asked for from the UI's form)."""
+    from prefect.exceptions import ParameterTypeError
+    from pydantic import ValidationError
+
+    from flows.chapter import NarrationOptions, narrate_chapter
+    from gpu_worker.schema import GenerationParams
+
+    says = "language_id 'fr': narrator prepares and checks text in English only"
+    with pytest.raises(ValidationError, match=says):
+        NarrationOptions(generation=GenerationParams(language_id="fr"))
+    chapter = tmp_path / "ch.md"
+    chapter.write_bytes(PLAIN)
+    with pytest.raises(ParameterTypeError, match="set language_id to en"):
+        narrate_chapter(
+            str(chapter), str(tmp_path / "out"), None, {"generation": {"language_id": "fr"}}
+        )
+    assert not (tmp_path / "out").exists()
+    assert NarrationOptions(generation=GenerationParams(language_id="en-GB"))  # English is fine
