@@ -29,6 +29,7 @@ from tasks.reports import fingerprint
 from tasks.settings import NarratorSettings
 from tasks.storage import join, list_sources, output_stem, read_text_if_exists, same_folder
 from tasks.text import read_chapter
+from tasks.text.lexicon import Lexicon, lexicon_for
 from tasks.voice_resolution import resolve
 
 MAX_IN_FLIGHT = 8
@@ -47,6 +48,7 @@ def is_current(
     identity: str,
     voice: str | None,
     settings: NarratorSettings,
+    lexicon: Lexicon | None = None,
 ) -> bool:
     """Whether `out` holds the outputs `source` would get now, whole (tasks/outputs.py)."""
     try:
@@ -59,7 +61,9 @@ def is_current(
         return False
     try:
         text = read_chapter(source, settings.max_chapter_bytes, settings.s3_endpoint_url)
-        expected = fingerprint(hashlib.sha256(text.encode()).hexdigest(), options, identity, voice)
+        words = lexicon_for(source, lexicon, settings.s3_endpoint_url)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        expected = fingerprint(digest, options, identity, voice, None, words)
         return bool(json.loads(published).get("fingerprint") == expected)
     except (NarratorError, ValueError):
         return False  # unreadable now: let the chapter run say why
@@ -82,9 +86,16 @@ def sharing_a_folder(chapters: list[str]) -> dict[str, str]:
     return clashes
 
 
-def _chapter(source: str, out: str, voice: str | None, options: NarrationOptions) -> State[Any]:
+def _chapter(
+    source: str,
+    out: str,
+    voice: str | None,
+    options: NarrationOptions,
+    lexicon: Lexicon | None,
+) -> State[Any]:
     """One chapter as a subflow of the batch, its final state returned (never raised)."""
-    return cast(State[Any], narrate_chapter(source, out, voice, options, return_state=True))
+    state = narrate_chapter(source, out, voice, options, None, lexicon, return_state=True)
+    return cast(State[Any], state)
 
 
 def _reason(state: State[Any]) -> str:
@@ -100,6 +111,7 @@ def narrate_batch(
     voice: CredentialFree | None = None,
     options: NarrationOptions = NarrationOptions(),  # noqa: B008 - frozen, shown in the UI
     max_in_flight: Annotated[int, Field(ge=1, le=MAX_IN_FLIGHT)] = 2,
+    lexicon: Lexicon | None = None,
 ) -> BatchResult:
     """Narrate every chapter matching `pattern` in `source` (a folder or s3://bucket/prefix)
     into `out_dir`/<chapter name>/, skipping chapters whose outputs are current.
@@ -112,6 +124,8 @@ def narrate_batch(
             for every chapter.
         options: Narration options, for every chapter.
         max_in_flight: Chapters narrated at once (each maps one task per chunk).
+        lexicon: How to say names and rare words, for every chapter, over the
+            `lexicon.toml` beside the chapters, if any.
     """
     if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
         raise PermanentError(f"max_in_flight must be 1-{MAX_IN_FLIGHT}, not {max_in_flight}")
@@ -128,7 +142,9 @@ def narrate_batch(
         logger.error("%s: %s", chapter, others)
     chapters_ok = [c for c in chapters if c not in clashes]
     skipped = [
-        c for c in chapters_ok if is_current(c, outputs[c], options, identity, voice, settings)
+        c
+        for c in chapters_ok
+        if is_current(c, outputs[c], options, identity, voice, settings, lexicon)
     ]
     todo = [c for c in chapters_ok if c not in skipped]
     logger.info(
@@ -136,7 +152,9 @@ def narrate_batch(
     )
     with ThreadPoolExecutor(max_in_flight, thread_name_prefix="chapter") as pool:
         futures = {
-            c: pool.submit(contextvars.copy_context().run, _chapter, c, outputs[c], voice, options)
+            c: pool.submit(
+                contextvars.copy_context().run, _chapter, c, outputs[c], voice, options, lexicon
+            )
             for c in todo
         }
         states = {c: f.result() for c, f in futures.items()}

@@ -32,6 +32,7 @@ from tasks.outputs import OutputDir
 from tasks.reports import header, write_reports
 from tasks.storage import output_stem
 from tasks.text import PreparedText, prepare_text
+from tasks.text.lexicon import Lexicon
 from tasks.validation import validate_chapter
 from tasks.verify import verify_audio
 from tasks.voice_resolution import chunk_requests
@@ -99,6 +100,7 @@ def narrate_chapter(
     voice: CredentialFree | None = None,
     options: NarrationOptions = NarrationOptions(),  # noqa: B008 - frozen, shown in the UI
     cast: Cast | None = None,
+    lexicon: Lexicon | None = None,
 ) -> ChapterResult:
     """Narrate one chapter into audio, subtitles and a quality record.
 
@@ -114,6 +116,8 @@ def narrate_chapter(
         options: How to generate, check, join and deliver the audio.
         cast: For a dialogue: the narrator's and each speaker's voice. Lines tagged
             `NAME: ...` or `[Name] ...` are read by that speaker (see tasks/cast.py).
+        lexicon: How to say names and rare words: {"Hermione": "Her-my-oh-nee"}, over the
+            `lexicon.toml` beside the chapter, if any (see tasks/text/lexicon.py).
     """
     built = services()
     settings = built.settings
@@ -123,6 +127,7 @@ def narrate_chapter(
         settings.max_chapter_bytes,
         settings.s3_endpoint_url,
         list(cast.speakers) if cast else None,
+        lexicon,
     )
     requests = chunk_requests(prepared.chunks, voice, options.generation, cast, built.library)
     jobs = plan_jobs(requests, built.backend)

@@ -23,6 +23,7 @@ import numpy as np
 
 from gpu_worker import qc, scoring
 from gpu_worker.engines import Engine, load_engine
+from gpu_worker.respelling import as_written
 from gpu_worker.schema import (
     CandidateReport,
     GenerateMetadata,
@@ -157,7 +158,7 @@ class BestOfN:
         """Transcribe, score against the text, and apply the transcript gates."""
         rate = self.engine.sample_rate
         heard = self.validator.transcribe(audio, rate, request.language_id, names)
-        hypothesis = scoring.words(heard.text)
+        hypothesis = as_written(scoring.words(heard.text), request.respellings)
         alignment = scoring.align(reference, hypothesis)
         problems = qc.transcript_gates(heard, alignment, reference, hypothesis, audio, rate)
         return heard, alignment.score, problems

@@ -127,3 +127,49 @@ def fraction(numerator: int, denominator: int) -> str:
     else:
         unit = ordinal(denominator) + ("" if numerator == 1 else "s")
     return f"{cardinal(numerator)} {unit}"
+
+
+def mixed(whole: int, numerator: int, denominator: int) -> str:
+    """2 1/2 -> "two and a half", 3 3/4 -> "three and three quarters"."""
+    part = fraction(numerator, denominator)
+    if numerator == 1:
+        part = "a " + part.removeprefix("one ")
+    return f"{cardinal(whole)} and {part}"
+
+
+_ROMAN_DIGITS = (
+    (1000, "M"),
+    (900, "CM"),
+    (500, "D"),
+    (400, "CD"),
+    (100, "C"),
+    (90, "XC"),
+    (50, "L"),
+    (40, "XL"),
+    (10, "X"),
+    (9, "IX"),
+    (5, "V"),
+    (4, "IV"),
+    (1, "I"),
+)
+
+
+def roman(text: str) -> int | None:
+    """ "XIV" -> 14; None unless `text` is a roman numeral written the standard way ("IIII",
+    "VX", "IC" and "LCD" are not). Whether a valid one is a number at all ("MIX", "DC") is
+    for the caller to judge from the words around it."""
+    n, rest = 0, text
+    for value, letters in _ROMAN_DIGITS:
+        while rest.startswith(letters):
+            n, rest = n + value, rest[len(letters) :]
+    if rest or not n or _to_roman(n) != text:
+        return None
+    return n
+
+
+def _to_roman(n: int) -> str:
+    out = ""
+    for value, letters in _ROMAN_DIGITS:
+        count, n = divmod(n, value)
+        out += letters * count
+    return out

@@ -67,12 +67,14 @@ class GenerationParams(BaseModel):
     )
 
     @model_serializer(mode="wrap")
-    def _omit_unset_accept_score(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Left out of dumps while None, so requests (and the chunk cache keys hashed from
-        them) made before the field existed stay as they were."""
+    def _omit_unset_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Fields added later (accept_score, respellings) are left out of dumps while unset,
+        so requests (and the chunk cache keys hashed from them) made before they existed
+        stay as they were, and an older worker still takes them."""
         data: dict[str, Any] = handler(self)
-        if self.accept_score is None:
-            data.pop("accept_score", None)
+        for name in ("accept_score", "respellings"):
+            if name in data and data[name] in (None, {}):
+                data.pop(name)
         return data
 
 
@@ -93,6 +95,12 @@ class GenerateRequest(GenerationParams):
         None,
         description="Reference audio to clone: https URL, "
         "s3:// URI or a path under the worker's volume.",
+    )
+    respellings: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Respellings the text holds from a pronunciation lexicon, as "
+        "{respelling: word}: a take heard saying the word itself is a match too.",
     )
 
 

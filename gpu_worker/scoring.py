@@ -1,7 +1,8 @@
 """How closely a transcript matches the text it should say: a pure 0-100 score.
 
 Both sides go through the same normalisation (spoken.verbalize, then case, punctuation,
-hyphens and apostrophes), so "$4.50" and "four dollars and fifty cents" are the same words.
+hyphens, apostrophes and British spellings), so "$4.50" and "four dollars and fifty cents"
+are the same words, and so are "colour" and "color".
 They are then aligned word by word (Levenshtein over words, where two words written as one
 — "note book" / "notebook" — also match), and the score is 100 * (1 - word error rate).
 """
@@ -9,31 +10,26 @@ They are then aligned word by word (Levenshtein over words, where two words writ
 import re
 from dataclasses import dataclass
 
+from whisper_normalizer.english import EnglishSpellingNormalizer
+
 from gpu_worker.numbers import NUMBER_WORDS
 from gpu_worker.spoken import verbalize
 
-# British and American spellings of one word compare equal (Whisper writes American). Both
-# sides are rewritten alike, so a rule may over-apply; the length floors keep short words
-# ("our", "four", "hour") from merging with others.
-_SPELLINGS = [
-    (re.compile(r"\b(\w{3,})our(s|ed|ing|ite|ites|able)?\b"), r"\1or\2"),  # harbour, colour
-    (re.compile(r"\b(\w{3,})is(e|es|ed|ing|ation|ations)\b"), r"\1iz\2"),  # realise
-    (re.compile(r"\b(\w{2,})tre(s)?\b"), r"\1ter\2"),  # centre, theatre, metre
-    (re.compile(r"\b(\w{2,}[aeiou])ll(ed|ing|er|ers)\b"), r"\1l\2"),  # travelled, cancelled
-    (re.compile(r"\bgrey(s|er|est|ish|ing|ed)?\b"), r"gray\1"),
-    (re.compile(r"\b(defen|licen|offen|preten)ce(s)?\b"), r"\1se\2"),
-    (re.compile(r"\b(\w{3,})ogue(s)?\b"), r"\1og\2"),  # catalogue, dialogue
-]
+# British and American spellings of one word compare equal (Whisper writes American, a
+# British text does not): whisper-normalizer's maintained British -> American word list,
+# applied to both sides. Loaded once, at import.
+_AMERICAN: dict[str, str] = EnglishSpellingNormalizer().mapping
+# Letters read one by one ("U N", "U.N.", "UN"): written as one word on both sides.
+_LETTERS = re.compile(r"\b[A-Z](?:(?:\.|\s+)[A-Z]\b)+\.?")
 
 
 def words(text: str) -> list[str]:
     """The comparable words of `text`: spoken forms, lower case, no punctuation."""
-    text = verbalize(text).lower()
-    text = re.sub(r"\b([ap])\.m\.", r"\1m", text)
+    text = verbalize(text)
+    text = _LETTERS.sub(lambda m: re.sub(r"[.\s]", "", m[0]), text)
+    text = re.sub(r"\b([ap])\.m\.", r"\1m", text.lower())
     text = text.replace("'", "").replace("-", " ")
-    for pattern, replacement in _SPELLINGS:
-        text = pattern.sub(replacement, text)
-    tokens = re.sub(r"[^\w\s]|_", " ", text).split()
+    tokens = [_AMERICAN.get(t, t) for t in re.sub(r"[^\w\s]|_", " ", text).split()]
     return [
         t
         for i, t in enumerate(tokens)  # "one hundred and five" == "one hundred five"

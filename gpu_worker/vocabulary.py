@@ -22,6 +22,23 @@ MONTH_PATTERN = (
     r"(?P<month>January|February|March|April|May|June|July|August|September|October|November"
     r"|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?"
 )
+# Month abbreviations (May is a whole word, never one of them).
+MONTH_ABBREVIATIONS = [m[:3] for m in MONTHS if m != "May"] + ["Sept"]
+WEEKDAYS = {
+    "Mon": "Monday",
+    "Tue": "Tuesday",
+    "Tues": "Tuesday",
+    "Wed": "Wednesday",
+    "Thu": "Thursday",
+    "Thur": "Thursday",
+    "Thurs": "Thursday",
+    "Fri": "Friday",
+    "Sat": "Saturday",
+    "Sun": "Sunday",
+}
+# ... of which these are also English words ("the Sun", "they wed", "he sat"): expanded only
+# in a date context or before a lower-case word, never at a sentence's end.
+WEEKDAY_WORDS = {"Wed", "Sat", "Sun"}
 
 # Titles are expanded before a capitalised name; several double as street words after one.
 TITLES = {
@@ -43,7 +60,23 @@ TITLES = {
     "Sen": "Senator",
     "Rep": "Representative",
     "Insp": "Inspector",
+    "Cpl": "Corporal",
+    "Pvt": "Private",
+    "Maj": "Major",
+    "Adm": "Admiral",
+    "Cmdr": "Commander",
+    "Det": "Detective",
+    "Supt": "Superintendent",
+    "Hon": "Honorable",
+    "Rt": "Right",
+    "Revd": "Reverend",
+    "Pres": "President",
 }
+# Titles British style writes without a period ("Dr Watson", "St Paul's") and that are not
+# words themselves, so they are expanded before a capitalised name with or without one.
+UNDOTTED_TITLES = ["Mr", "Mrs", "Ms", "Dr", "St", "Prof", "Capt", "Sgt", "Lt", "Cpl", "Revd"]
+# Suffixes after a name ("Martin Luther King Jr.").
+SUFFIXES = {"Jr": "Junior", "Sr": "Senior"}
 STREETS = {
     "St": "Street",
     "Ave": "Avenue",
@@ -62,6 +95,20 @@ ABBREVIATIONS = {
     "approx.": "approximately",
     "a.k.a.": "also known as",
     "cf.": "compare",
+    "et al.": "and others",
+    "viz.": "namely",
+    "ibid.": "ibidem",
+    "esp.": "especially",
+    "incl.": "including",
+    "w/o": "without",
+    "c/o": "care of",
+    "Ph.D.": "P H D",
+    "Prof.": "Professor",
+    "Hon.": "Honorable",
+    "Capt.": "Captain",
+    "Sgt.": "Sergeant",
+    "Lt.": "Lieutenant",
+    "Cpl.": "Corporal",
     "Jr.": "Junior",
     "Sr.": "Senior",
     "Inc.": "Incorporated",
@@ -75,7 +122,13 @@ ABBREVIATIONS = {
     "Univ.": "University",
     "Ave.": "Avenue",
 }
+# ... and at a sentence's start: "E.g." -> "For example".
+ABBREVIATIONS |= {
+    k[0].upper() + k[1:]: v[0].upper() + v[1:] for k, v in ABBREVIATIONS.items() if k[0].islower()
+}
 # Abbreviations that never end a sentence (tasks/text/chunking.py splits sentences by it).
+# Street words are not here ("He lives on Fifth Ave. It is loud."), nor "etc", "Jr" or
+# dotted acronyms ("in the U.S."): those often do end one.
 NON_TERMINAL = {
     *TITLES,
     "e.g",
@@ -84,30 +137,37 @@ NON_TERMINAL = {
     "approx",
     "a.k.a",
     "cf",
-    "No",
-    "Nos",
-    "ca",
-    "Fig",
-    "Vol",
-    "Ch",
-    "pp",
-    "p",
+    "viz",
+    "esp",
+    "incl",
     "Dept",
     "Univ",
-    "Ave",
-    *(m[:3] for m in MONTHS),
-    "Sept",
 }
+NON_TERMINAL |= {w[0].upper() + w[1:] for w in NON_TERMINAL if w[0].islower()}  # "E.g"
+# Abbreviations that do not end a sentence when a number follows ("No. 10", "p. 5",
+# "Jan. 5"), but may otherwise ("No. I won't.", "It was late in Jan. The snow came.").
+BEFORE_NUMBER = {"No", "Nos", "no", "nos", "p", "pp", "ca", "Fig", "Vol", "Ch", "Art", "Sec"}
+BEFORE_NUMBER |= set(MONTH_ABBREVIATIONS) | set(WEEKDAYS)
+# After a number. One spelling throughout (American: "kilometer", "liter"): the engines say
+# both alike and the scorer counts "metre" and "meter" as one word.
 UNITS = {
+    "m": "meter",
     "km": "kilometer",
     "kg": "kilogram",
     "cm": "centimeter",
     "mm": "millimeter",
     "mg": "milligram",
     "ml": "milliliter",
+    "mL": "milliliter",
+    "l": "liter",
+    "L": "liter",
+    "g": "gram",
     "mph": "mile per hour",
     "km/h": "kilometer per hour",
+    "kph": "kilometer per hour",
+    "m/s": "meter per second",
     "ft": "foot",
+    "yd": "yard",
     "lb": "pound",
     "lbs": "pound",
     "oz": "ounce",
@@ -118,16 +178,34 @@ UNITS = {
     "mins": "minute",
     "sec": "second",
     "secs": "second",
+    "ms": "millisecond",
+    "KB": "kilobyte",
+    "kB": "kilobyte",
     "GB": "gigabyte",
     "MB": "megabyte",
     "TB": "terabyte",
+    "Hz": "hertz",
+    "kHz": "kilohertz",
+    "MHz": "megahertz",
+    "GHz": "gigahertz",
+    "W": "watt",
     "kW": "kilowatt",
     "kWh": "kilowatt hour",
+    "V": "volt",
 }
+# Units that are also words ("5 in a row"): only with their period ("12 in."), or joined to
+# the number ("12in").
+DOTTED_UNITS = {"in": "inch"}
 IRREGULAR_PLURALS = {
     "foot": "feet",
+    "inch": "inches",
+    "hertz": "hertz",
+    "kilohertz": "kilohertz",
+    "megahertz": "megahertz",
+    "gigahertz": "gigahertz",
     "mile per hour": "miles per hour",
     "kilometer per hour": "kilometers per hour",
+    "meter per second": "meters per second",
 }
 CURRENCIES = {  # symbol: (unit, units, subunit, subunits)
     "$": ("dollar", "dollars", "cent", "cents"),
@@ -135,8 +213,61 @@ CURRENCIES = {  # symbol: (unit, units, subunit, subunits)
     "£": ("pound", "pounds", "penny", "pence"),
     "¥": ("yen", "yen", "", ""),
 }
+# Currencies whose subunit goes unsaid after a whole amount: "£3.50" is "three pounds fifty"
+# (as a Briton says it), "$3.50" is "three dollars and fifty cents".
+SHORT_SUBUNIT = {"£", "€"}
 SCALE_WORDS = {"k": "thousand", "m": "million", "bn": "billion", "b": "billion"}
-ROMAN = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
+# Words a roman numeral after them numbers as a part ("Part III": "Part three"), not a reign.
+NUMBERED_PARTS = [
+    "Chapter",
+    "Part",
+    "Book",
+    "Volume",
+    "Act",
+    "Scene",
+    "Section",
+    "Appendix",
+    "Episode",
+    "Phase",
+    "Stage",
+    "Round",
+    "Article",
+    "Title",
+    "Type",
+    "Class",
+    "Level",
+    "Grade",
+    "Mark",
+    "War",
+    "Canto",
+    "Psalm",
+    "Series",
+    "Figure",
+    "Table",
+    "Plate",
+    "Exhibit",
+    "Lesson",
+    "Unit",
+    "Movement",
+    "Form",
+    "Year",
+    "Division",
+    "Corps",
+]
+# Capitalised words that are not names: a roman numeral after them is no reign ("Not I.").
+NOT_NAMES = {
+    *"The A An And But Or Nor Not So Yes No Oh Ah Than Then Only Even Now If As At In On Of"
+    " By To For From With Me Am Was Were Is Are Be Been Did Do Does Can Could Will Would"
+    " Shall Should May Might Must Have Has Had Here There What When Where Who Whom Why How"
+    " Said Says Say Thus Hence Also Too Well Perhaps Maybe Today Tonight Yesterday Tomorrow"
+    " Unless Until While Because Though Although Whether Neither Either Both".split()
+}
+# Where a pair of numbers is a score, not a range ("won 3-2", "a 2-0 win").
+SCORE_BEFORE = {
+    *"won lost beat beaten defeated drew drawn led leading trailed trailing score scored"
+    " scoring final".split()
+}
+SCORE_AFTER = {*"win victory defeat loss lead draw scoreline thrashing".split()}
 CHARACTERS = {
     "‘": "'",
     "’": "'",
@@ -164,9 +295,27 @@ CHARACTERS = {
     "\ufeff": "",
     "•": " ",
     "·": " ",
+    "‣": " ",
+    "⁃": " ",
+    "∙": " ",
+    "◦": " ",
+    "™": "",
+    "℠": "",
+    "®": "",
+    "©": " copyright ",
+    "†": "",
+    "‡": "",
+    "²": " squared ",
+    "³": " cubed ",
+    "≈": " approximately ",
+    "≠": " is not ",
+    "≤": " at most ",
+    "≥": " at least ",
     "×": " times ",
     "÷": " divided by ",
     "±": " plus or minus ",
-    "→": " to ",
     "⁄": "/",
 }
+# "n/d" is read as a fraction only with these denominators ("3/4": "three quarters"); any
+# other pair is two numbers ("24/7", "9/11", "50/50").
+FRACTION_DENOMINATORS = {2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 16, 32, 64, 100}

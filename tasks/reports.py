@@ -160,6 +160,7 @@ def fingerprint(
     identity: str,
     voice: str | None,
     cast: Cast | None = None,
+    lexicon: dict[str, str] | None = None,
 ) -> str:
     """A hash of the input and of everything that shapes the output. Equal fingerprints
     mean the published outputs are current (a batch skips such chapters)."""
@@ -172,6 +173,8 @@ def fingerprint(
     }
     if cast:
         payload["cast"] = cast.model_dump(mode="json")
+    if lexicon:
+        payload["lexicon"] = lexicon
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -190,7 +193,7 @@ def header(
     voices = dict.fromkeys(o.job.request.voice for o in outcomes)  # in order of first use
     identity = " ; ".join(backend.identity(v) for v in voices)
     return {
-        "fingerprint": fingerprint(text_sha256, options, identity, voice, cast),
+        "fingerprint": fingerprint(text_sha256, options, identity, voice, cast, prepared.lexicon),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": {
             "path": prepared.source,
@@ -201,6 +204,7 @@ def header(
         # a presigned URL's query string is a credential: never written out
         "voice": redact(voice) if voice else None,
         "cast": redacted(cast.model_dump(mode="json")) if cast else None,
+        "lexicon": prepared.lexicon,
         "backend": {
             "name": backend.name,
             "identity": identity,

@@ -31,6 +31,7 @@ from prefect.cache_policies import NONE
 
 from gpu_worker import scoring
 from gpu_worker.qc import REPEATED_WORDS
+from gpu_worker.respelling import as_written
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.validator import Validator, Word
 from tasks.audio import Placement
@@ -86,7 +87,8 @@ def assign(heard: list[Word], placements: list[Placement]) -> list[list[Word]]:
 
 def judge(chunk: Chunk, placement: Placement, heard: list[Word]) -> ChunkFinding:
     text = " ".join(w.text for w in heard)
-    reference, hypothesis = scoring.words(chunk.text), scoring.words(text)
+    reference = scoring.words(chunk.text)
+    hypothesis = as_written(scoring.words(text), chunk.respellings)
     alignment = scoring.align(reference, hypothesis)
     n = max(1, len(reference))
     flags = []

@@ -50,6 +50,12 @@ def chunk_requests(
         if name not in resolved:
             resolved[name] = resolve(name, library)
         settings = role.model_dump(exclude={"voice"}, exclude_none=True)
-        fields = {**generation.model_dump(), **settings, **resolved[name], "text": chunk.text}
+        fields = {
+            **generation.model_dump(),
+            **settings,
+            **resolved[name],
+            "text": chunk.text,
+            "respellings": chunk.respellings,
+        }
         requests.append(GenerateRequest(**fields))
     return requests

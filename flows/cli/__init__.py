@@ -2,6 +2,7 @@
 
     narrator run CHAPTER [--out DIR] [options]     narrate one chapter file      (run.py)
     narrator voices add|list|show|remove           the voice library             (voices.py)
+    narrator words CHAPTER                         names and rare words to check (words.py)
     narrator endpoint                              a local RunPod-compatible endpoint
     narrator stack                                 Prefect server, deployments and a worker
                                                                                  (servers.py)
@@ -13,10 +14,10 @@ when a command runs; its console output is kept to warnings unless --verbose (th
 progress, and every log line still reaches the Prefect API for the UI).
 """
 
-from flows.cli import run, servers, voices
+from flows.cli import run, servers, voices, words
 from flows.cli.common import app
 
-__all__ = ["app", "main", "run", "servers", "voices"]
+__all__ = ["app", "main", "run", "servers", "voices", "words"]
 
 
 def main() -> None:

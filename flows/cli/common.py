@@ -1,8 +1,9 @@
 """What every narrator command shares: root command, error line, settings, quiet Prefect."""
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -116,3 +117,18 @@ def _quiet_console() -> None:
             if isinstance(handler, PrefectConsoleHandler):
                 handler.setLevel(logging.WARNING)
                 handler.addFilter(unexplained)
+
+
+def read_option_file(option: str, path: Path | None, read: Callable[[str, str], Any]) -> Any:
+    """`read(text, name)` of the TOML file an option names (None when not given); a file
+    that cannot be read or is refused is the command's one-line error."""
+    from gpu_worker.errors import NarratorError
+
+    if path is None:
+        return None
+    try:
+        return read(path.read_text(encoding="utf-8"), str(path))
+    except OSError as e:
+        fail(f"{option} {path}: {e.strerror or e}")
+    except NarratorError as e:
+        fail(str(e))

@@ -17,6 +17,7 @@ from flows.cli.common import (
     narrator_settings,
     opt,
     prefect_console,
+    read_option_file,
     worker_settings,
 )
 from gpu_worker.redaction import no_credentials
@@ -80,6 +81,16 @@ def run(
             "--cast",
             help="A dialogue's cast file (TOML): the narrator's and each speaker's voice. "
             "Lines tagged 'NAME: ...' or '[Name] ...' are read by that speaker.",
+            show_default=False,
+        ),
+    ] = None,
+    lexicon: Annotated[
+        Path | None,
+        typer.Option(
+            "--lexicon",
+            help='How to say names and rare words (TOML: Hermione = "Her-my-oh-nee"), '
+            "over the lexicon.toml beside the chapter. `narrator words CHAPTER` lists "
+            "candidates.",
             show_default=False,
         ),
     ] = None,
@@ -219,7 +230,8 @@ def run(
             no_credentials(voice)
         except ValueError as e:
             fail(f"--voice: {e}")
-    _narrate(chapter, out, voice, options, _cast(cast), (settings, worker), verbose)
+    words = _lexicon(lexicon)
+    _narrate(chapter, out, voice, options, _cast(cast), words, (settings, worker), verbose)
 
 
 def _options(**fields: Any) -> Any:
@@ -229,17 +241,15 @@ def _options(**fields: Any) -> Any:
 
 
 def _cast(path: Path | None) -> Any:
-    from gpu_worker.errors import NarratorError
     from tasks.cast import read_cast
 
-    if path is None:
-        return None
-    try:
-        return read_cast(path.read_text(encoding="utf-8"), str(path))
-    except OSError as e:
-        fail(f"--cast {path}: {e.strerror or e}")
-    except NarratorError as e:
-        fail(str(e))
+    return read_option_file("--cast", path, read_cast)
+
+
+def _lexicon(path: Path | None) -> Any:
+    from tasks.text.lexicon import read_lexicon
+
+    return read_option_file("--lexicon", path, read_lexicon)
 
 
 def _narrate(
@@ -248,6 +258,7 @@ def _narrate(
     voice: str | None,
     options: Any,
     cast: Any,
+    lexicon: Any,
     settings: Any,
     verbose: bool,
 ) -> None:
@@ -274,7 +285,7 @@ def _narrate(
             Progress(*columns, console=err, transient=True) as progress,
             listening(_Bar(progress)),
         ):
-            result = narrate_chapter(chapter, out, voice, options, cast)
+            result = narrate_chapter(chapter, out, voice, options, cast, lexicon)
     except NarratorError as e:
         fail(str(e))
     except (KeyboardInterrupt, TerminationSignal):

@@ -7,14 +7,21 @@ and its text verbalised for speech (gpu_worker/spoken.py).
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gpu_worker.errors import InputError
 from gpu_worker.spoken import verbalize
-from gpu_worker.vocabulary import NON_TERMINAL, TITLES
+from gpu_worker.vocabulary import (
+    BEFORE_NUMBER,
+    MONTH_PATTERN,
+    NON_TERMINAL,
+    STREETS,
+    TITLES,
+    WEEKDAYS,
+)
 from tasks.text.blocks import Block, Clean, clean_inline, parse_blocks
 
 Break = Literal["clause", "sentence", "turn", "paragraph", "section", "end"]
@@ -66,6 +73,8 @@ class Chunk:
     display: str  # the source text without markup: what subtitles show
     heading: bool = False
     speaker: str | None = None  # a dialogue speaker (a cast name); None: the narrator
+    # lexicon respellings `text` holds, {respelling: word}: heard either way is a match
+    respellings: dict[str, str] = field(default_factory=dict)
 
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
@@ -73,12 +82,22 @@ _CLAUSE_END = re.compile(r"(?:[,;:]|\.\.\.|…|\s[-–—]+)(?=\s)")
 
 
 def _ends_sentence(text: str, m: re.Match[str]) -> bool:
+    """Does this punctuation end a sentence? An abbreviation's period does not ("Dr. Okafor",
+    "No. 10", "Jan. 5"), unless the abbreviation may close one and a capital follows ("in
+    the U.S. Then", "No. I won't.", "at 12 Main St. Then")."""
     following = text[m.end() :].lstrip()
     if not following or following[0].islower():
         return False
     if "." not in m[0] or m[0].startswith(("..", "…")):
         return True
-    word = text[: m.start()].rsplit(" ", 1)[-1].lstrip("\"'“‘([")
+    before, _, word = text[: m.start()].rpartition(" ")
+    word = word.lstrip("\"'“‘([")
+    if word in WEEKDAYS and re.match(MONTH_PATTERN, following):
+        return False  # "Sat. Jan. 5"
+    if word in BEFORE_NUMBER:
+        return not following[0].isdigit()
+    if word in STREETS and re.search(r"\d\s+[A-Z][a-z]+$", before):
+        return True  # a house number and a name before it: a street, "12 Main St."
     return not (word in NON_TERMINAL or (len(word) == 1 and word.isalpha()))
 
 

@@ -69,3 +69,22 @@ def test_fractions_and_decimals() -> None:
     assert numbers.fraction(3, 4) == "three quarters"
     assert numbers.fraction(5, 8) == "five eighths"
     assert numbers.decimal("2.05") == "two point zero five"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("I", 1), ("IV", 4), ("IX", 9), ("XIV", 14), ("XXXIX", 39), ("XL", 40), ("MCMXCIX", 1999)],
+)
+def test_roman(text: str, value: int) -> None:
+    assert numbers.roman(text) == value
+
+
+@pytest.mark.parametrize("text", ["IIII", "VX", "IC", "VV", "LCD", "XIIV", "", "iv"])
+def test_malformed_roman_numerals_are_none(text: str) -> None:
+    assert numbers.roman(text) is None
+
+
+def test_mixed_numbers() -> None:
+    assert numbers.mixed(2, 1, 2) == "two and a half"
+    assert numbers.mixed(1, 1, 3) == "one and a third"
+    assert numbers.mixed(3, 3, 4) == "three and three quarters"

@@ -63,3 +63,45 @@ def test_empty_cases() -> None:
 
 def test_short_words_are_not_respelled_into_each_other() -> None:
     assert words("four hour our your") == ["four", "hour", "our", "your"]
+
+
+BRITISH = (
+    "The neighbours realised that the theatre's grey colour had faded. She travelled "
+    "10 km to the centre, paid £3.50 for a programme, and sat in the harbour, "
+    "analysing the catalogue of aluminium tyres. Their behaviour was honourable."
+)
+AMERICAN = (
+    "The neighbors realized that the theater's gray color had faded. She traveled "
+    "ten kilometers to the center, paid three pounds fifty for a program, and sat in the "
+    "harbor, analyzing the catalog of aluminum tires. Their behavior was honorable."
+)
+
+
+@pytest.mark.parametrize(("text", "heard"), [(BRITISH, AMERICAN), (AMERICAN, BRITISH)])
+def test_british_and_american_spellings_are_one_word(text: str, heard: str) -> None:
+    """A British text heard back in Whisper's American spelling (and the reverse) has no
+    word flagged: every step of the alignment is a match."""
+    alignment = compare(text, heard)
+    assert alignment.errors == 0 and alignment.score == 100.0
+    assert {kind for kind, _, _ in alignment.steps} == {"M"}
+
+
+@pytest.mark.parametrize(
+    ("text", "heard"),
+    [
+        ("He joined the U.N. in 1990.", "He joined the UN in 1990."),
+        ("Made in the U.S.A.", "Made in the USA."),
+        ("the U S Army", "the U.S. Army"),
+        ("Louis XIV ruled.", "Louis the 14th ruled."),
+        ("World War II", "World War 2"),
+        ("St. Paul's", "Saint Paul's"),
+        ("It cost £3.50.", "It cost three pounds fifty."),
+        ("on 14 July 1789", "on the 14th of July 1789"),
+    ],
+)
+def test_forms_read_as_written_score_100(text: str, heard: str) -> None:
+    assert score(text, heard) == 100.0
+
+
+def test_a_real_misreading_still_counts_after_respelling() -> None:
+    assert compare("the colour of the harbour", "the colour of the harvest").substitutions == 1
