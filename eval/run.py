@@ -32,7 +32,7 @@ def narrate(source: Path, out: Path) -> dict:  # type: ignore[type-arg]
     started = time.perf_counter()
     result = narrate_chapter(str(source), str(out), None)
     wall = time.perf_counter() - started
-    meta = json.loads(result.metadata.read_text())
+    meta = json.loads(Path(result.metadata).read_text())
     validation = json.loads((out / "validation.json").read_text())
     audio = meta["audio"]
     flags = {f["index"]: f["flags"] for f in validation["chunks"] if f["flags"]}

@@ -156,6 +156,12 @@ def narrate_chapter(
     return result
 
 
+def speed(speaker: str | None, run: Run) -> float:
+    """The pace a chunk is played at: its speaker's role's, else the run's."""
+    role = run.cast.role(speaker) if run.cast else None
+    return role.speed if role and role.speed is not None else run.options.audio.speed
+
+
 def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> ChapterResult:
     """Phase 2.4 and 3: concatenate, verify, re-hear, encode, describe, publish."""
     options, output, stem = run.options, run.output, run.stem
@@ -163,11 +169,15 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
     placements = concatenate_chapter(
         [o.job for o in outcomes],
         run.storage,
-        [c.break_after for c in prepared.chunks],
+        [
+            c.pause_seconds if c.pause_seconds is not None else c.break_after
+            for c in prepared.chunks
+        ],
         options.audio,
         wav,
         options.loudness,
         {o.job.index: o.audio for o in outcomes if o.not_cached and o.audio},
+        [speed(c.speaker, run) for c in prepared.chunks],
     )
     uncached = [o.job.index for o in outcomes if o.not_cached]
     if uncached:
@@ -177,7 +187,7 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
             len(uncached),
             next(o.not_cached for o in outcomes if o.not_cached),
         )
-    check = verify_audio(wav, prepared.word_count, options.loudness.target)
+    check = verify_audio(wav, prepared.word_count, options.loudness.target, options.audio.speed)
     validation = (
         validate_chapter(
             wav,

@@ -566,6 +566,7 @@ RULES: list[Rule] = [
         lambda m: f" {numbers.year(int(m['y']))} ",
     ),
     (re.compile(r"(?<!\w)'(?P<y>\d\d)\b"), _short_year),
+    (re.compile(r"(?<=\d)\s*[*×]\s*(?=\d)"), _word("times")),  # 5 * 3, 4×4
     (re.compile(r"(?<![\w.,])-(?=\d|\.\d)"), _word("minus")),
     (re.compile(_NUMBER), lambda m: f" {say_number(m[0])} "),
     # symbols
@@ -573,6 +574,11 @@ RULES: list[Rule] = [
     (re.compile(r"(?<=\w)\+\+"), _word("plus plus")),  # C++
     (re.compile(r"(?<=[\w\s])\+(?=[\w\s.,;:!?)]|$)"), _word("plus")),  # 2 + 2, 18+
     (re.compile(r"\s=\s"), _word("equals")),
+    # emphasis asterisks and underscores that are text, not markup: no sound
+    (
+        re.compile(r"(?<![\w*])[*_]+(?=\w)|(?<=[\w.,;:!?])[*_]+(?![\w*])|(?<=\s)\*+(?=\s)"),
+        _word(""),
+    ),
     (re.compile(r"@"), _word("at")),
     (re.compile(r"%"), _word("percent")),
     (re.compile(r"°"), _word("degrees")),

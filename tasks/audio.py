@@ -15,7 +15,7 @@ worker can be placed on the chapter's clock.
 import itertools
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +80,14 @@ class AudioOptions(BaseModel):
         description="Edge frames quieter than this many "
         "dB below the chunk's loudest frame are trimmed.",
     )
+    speed: float = Field(
+        1.0,
+        ge=0.5,
+        le=2.0,
+        description="Pace of the speech: 1.2 is a fifth faster, 0.9 a tenth slower, the "
+        "pitch kept (each chunk time-stretched as it is joined; pauses keep their length "
+        "and the cache is not touched).",
+    )
     keep_ms: float = Field(
         40.0,
         ge=0,
@@ -87,7 +95,10 @@ class AudioOptions(BaseModel):
         description="Silence kept before the first and after the last loud frame.",
     )
 
-    def pause(self, kind: Break) -> float:
+    def pause(self, kind: Break | float) -> float:
+        """The silence after a chunk: its break's, or the seconds a pause mark asked for."""
+        if not isinstance(kind, str):
+            return float(kind)
         return {
             "clause": self.clause_pause,
             "sentence": self.sentence_pause,
@@ -95,25 +106,27 @@ class AudioOptions(BaseModel):
             "paragraph": self.paragraph_pause,
             "section": self.section_pause,
             "end": self.tail,
+            "pause": self.section_pause,  # a mark's seconds come as a number
         }[kind]
 
 
 @dataclass(frozen=True)
 class Placement:
     """Where a chunk's speech sits in the chapter (seconds), and how its time was edited:
-    `lead` seconds trimmed from its start, and `cuts`, (where, how much) shortened inside
-    it, both on the chunk's own clock."""
+    `lead` seconds trimmed from its start, played `speed` times as fast, and `cuts`,
+    (where on the chunk's own clock, how much) shortened inside it."""
 
     start: float
     end: float
     lead: float = 0.0
-    cuts: tuple[tuple[float, float], ...] = ()
+    cuts: tuple[tuple[float, float], ...] = ()  # (where on the chunk's clock, chapter seconds)
     gain_db: float = 0.0
+    speed: float = 1.0  # its speech played this much faster (time-stretched, pitch kept)
 
     def chapter_time(self, chunk_time: float) -> float:
         """A time in the chunk's audio as returned by the worker -> the chapter's clock."""
         removed = sum(length for at, length in self.cuts if at < chunk_time)
-        t = self.start + chunk_time - self.lead - removed
+        t = self.start + (chunk_time - self.lead) / self.speed - removed
         return round(min(max(t, self.start), self.end), 3)
 
 
@@ -187,17 +200,30 @@ class _Leveller:
         return limit(levelled, self.rate, ceiling), round(self.last_gain_db, 2)
 
 
+def stretch(audio: np.ndarray, rate: int, speed: float) -> np.ndarray:
+    """`audio` played `speed` times as fast with its pitch kept (Rubber Band, through
+    pedalboard): 1.2 is a fifth faster."""
+    if speed == 1.0 or audio.size == 0:
+        return audio
+    import pedalboard
+
+    stretched = pedalboard.time_stretch(audio[None, :].astype(np.float32), rate, speed)
+    return np.asarray(stretched[0], dtype=np.float32)
+
+
 def concatenate(
-    chunks: Iterable[tuple[np.ndarray, int, Break]],
+    chunks: Iterable[tuple[np.ndarray, int, Break | float]],
     options: AudioOptions,
     path: Path,
     loudness: LoudnessOptions | None = None,
     rate: int = OUTPUT_RATE,
+    speeds: Sequence[float] | None = None,
 ) -> list[Placement]:
     """Write the chapter to `path`, chunk by chunk; returns each chunk's placement.
 
-    `chunks` yields (samples, sample rate, break after) in reading order. Nothing but the
-    current chunk is held in memory.
+    `chunks` yields (samples, sample rate, break after) in reading order; each chunk is
+    played at its speed in `speeds` (default: `options.speed`). Nothing but the current
+    chunk is held in memory.
     """
     placements = []
     written = 0
@@ -213,8 +239,10 @@ def concatenate(
             written += n
 
         silence(options.lead_in)
-        for samples, chunk_rate, kind in chunks:
+        for index, (samples, chunk_rate, kind) in enumerate(chunks):
+            speed = speeds[index] if speeds else options.speed
             speech, lead = trim(resample(samples, chunk_rate, rate), rate, options)
+            speech = stretch(speech, rate, speed)
             speech, cuts = tighten(speech, rate, options.max_inner_pause)
             speech, gain = level(speech)
             speech = fade(speech, rate, options.fade_ms)
@@ -224,8 +252,9 @@ def concatenate(
                     round(written / rate, 3),
                     round((written + speech.size) / rate, 3),
                     lead,
-                    tuple((at + lead, length) for at, length in cuts),
+                    tuple((lead + at * speed, length) for at, length in cuts),
                     gain,
+                    speed,
                 )
             )
             written += speech.size
@@ -273,14 +302,15 @@ def cached_audio(
 def concatenate_chapter(
     jobs: list[ChunkJob],
     storage: Path | str,
-    breaks: list[Break],
+    breaks: list[Break | float],
     options: AudioOptions,
     path: Path,
     loudness: LoudnessOptions,
     kept: dict[int, ChunkAudio] | None = None,
+    speeds: list[float] | None = None,
 ) -> list[Placement]:
     """Join every chunk's audio, read from the chunk cache in `storage` as it is joined (or
     from `kept`, for chunks the cache could not store), into the chapter WAV at `path`."""
     audio = cached_audio(jobs, storage, kept)
     decoded = ((*decode_wav(a.wav), kind) for a, kind in zip(audio, breaks, strict=True))
-    return concatenate(decoded, options, path, loudness)
+    return concatenate(decoded, options, path, loudness, speeds=speeds)

@@ -45,6 +45,9 @@ class Role(BaseModel):
     exaggeration: float | None = Field(None, ge=0.0, le=2.0, description="Emotion intensity.")
     cfg_weight: float | None = Field(None, ge=0.0, le=1.0, description="Guidance weight.")
     temperature: float | None = Field(None, gt=0.0, le=2.0, description="Sampling temperature.")
+    speed: float | None = Field(
+        None, ge=0.5, le=2.0, description="Pace of this voice's speech (default: the run's)."
+    )
 
 
 class Cast(BaseModel):

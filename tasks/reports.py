@@ -83,6 +83,7 @@ def chunk_record(chunk: Chunk, placement: Placement, outcome: ChunkOutcome) -> d
         "voice": voice_label(outcome.job.request),
         "span": list(chunk.span),
         "break_after": chunk.break_after,
+        "pause_seconds": chunk.pause_seconds,
         "heading": chunk.heading,
         "start": placement.start,
         "end": placement.end,

@@ -43,9 +43,10 @@ def _db(value: float) -> float:
 
 
 def check_audio(
-    path: Path, word_count: int, target: tuple[float, float] | None = None
+    path: Path, word_count: int, target: tuple[float, float] | None = None, speed: float = 1.0
 ) -> AudioCheck:
-    """Decode the whole file (block by block), measure it, and judge its level and pace."""
+    """Decode the whole file (block by block), measure it, and judge its level and pace
+    (the plausible pace scaled by the speed it was asked to be read at)."""
     try:
         info = sf.info(str(path))
         rate = info.samplerate
@@ -70,7 +71,7 @@ def check_audio(
     problems = []
     if rms_db < SILENT_DBFS:
         problems.append(f"silent: RMS {rms_db:.1f} dBFS is below {SILENT_DBFS} dBFS")
-    slowest, fastest = WORDS_PER_MINUTE
+    slowest, fastest = (pace * speed for pace in WORDS_PER_MINUTE)
     if not slowest <= wpm <= fastest:
         problems.append(
             f"implausible duration: {duration:.1f} s for {word_count} words is "
@@ -94,9 +95,11 @@ def check_audio(
 
 
 @task(name="verify-audio", cache_policy=NONE)
-def verify_audio(path: Path, word_count: int, target: tuple[float, float] | None) -> AudioCheck:
+def verify_audio(
+    path: Path, word_count: int, target: tuple[float, float] | None, speed: float = 1.0
+) -> AudioCheck:
     """The chapter decodes, is not silent, and lasts about as long as its words need."""
-    check = check_audio(path, word_count, target)
+    check = check_audio(path, word_count, target, speed)
     if check.problems:
         raise PermanentError(f"the chapter audio failed its checks: {'; '.join(check.problems)}")
     return check

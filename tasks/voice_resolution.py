@@ -49,7 +49,7 @@ def chunk_requests(
         name = role.voice or voice
         if name not in resolved:
             resolved[name] = resolve(name, library)
-        settings = role.model_dump(exclude={"voice"}, exclude_none=True)
+        settings = role.model_dump(exclude={"voice", "speed"}, exclude_none=True)
         fields = {
             **generation.model_dump(),
             **settings,

@@ -126,6 +126,9 @@ def run(
     section_pause: Annotated[
         float, opt(AudioOptions, "section_pause", "--section-pause", min=0)
     ] = default(AudioOptions, "section_pause"),
+    speed: Annotated[float, opt(AudioOptions, "speed", "--speed", min=0.5, max=2.0)] = default(
+        AudioOptions, "speed"
+    ),
     on_low_score: Annotated[
         str,
         typer.Option(
@@ -216,6 +219,7 @@ def run(
                 turn_pause=turn_pause,
                 paragraph_pause=paragraph_pause,
                 section_pause=section_pause,
+                speed=speed,
             ),
             loudness={"preset": loudness},
             formats=[f.strip() for f in formats.split(",") if f.strip()],

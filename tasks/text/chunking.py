@@ -24,7 +24,14 @@ from gpu_worker.vocabulary import (
 )
 from tasks.text.blocks import Block, Clean, clean_inline, parse_blocks
 
-Break = Literal["clause", "sentence", "turn", "paragraph", "section", "end"]
+Break = Literal["clause", "sentence", "turn", "paragraph", "section", "pause", "end"]
+# "pause": a pause mark in the text ("[pause 1.5s]"); its length is the chunk's pause_seconds
+
+# "[pause 1.5s]", "[pause 2 seconds]", "[pause]" (a section's pause): silence, never speech
+PAUSE_MARK = re.compile(
+    r"\[\s*pause(?:\s+(?P<seconds>\d+(?:\.\d+)?)\s*(?:s|secs?|seconds?)?)?\s*\]", re.I
+)
+MAX_PAUSE_SECONDS = 60.0
 
 
 class ChunkingOptions(BaseModel):
@@ -75,6 +82,7 @@ class Chunk:
     speaker: str | None = None  # a dialogue speaker (a cast name); None: the narrator
     # lexicon respellings `text` holds, {respelling: word}: heard either way is a match
     respellings: dict[str, str] = field(default_factory=dict)
+    pause_seconds: float | None = None  # the silence after it, when a pause mark asks
 
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
@@ -162,6 +170,7 @@ class _Piece:
     start: int  # source offsets
     end: int
     break_after: Break
+    pause: float | None = None  # seconds, when break_after is "pause"
 
     def join(self, other: "_Piece") -> "_Piece":
         return _Piece(
@@ -170,7 +179,41 @@ class _Piece:
             self.start,
             other.end,
             other.break_after,
+            other.pause,
         )
+
+    def pause_for(self, mark: float | Break) -> None:
+        """A pause mark follows: its seconds, or ("section") a section's pause."""
+        if isinstance(mark, str):
+            self.break_after, self.pause = mark, None
+        else:
+            self.break_after, self.pause = "pause", mark
+
+
+def _stripped(clean: Clean) -> Clean:
+    """`clean` without the spaces and commas a pause mark left at its edges."""
+    start, end = 0, len(clean.text)
+    while start < end and clean.text[start] in " ,":
+        start += 1
+    while end > start and clean.text[end - 1] in " ,":
+        end -= 1
+    return Clean(clean.text[start:end], clean.offsets[start:end])
+
+
+def _marked_parts(clean: Clean) -> list[tuple[Clean, float | Break | None]]:
+    """A block's clean text cut at its pause marks: each part, with what follows it (a
+    mark's seconds, "section" for a bare `[pause]`, None after the last part)."""
+    parts: list[tuple[Clean, float | Break | None]] = []
+    cursor = 0
+    for m in PAUSE_MARK.finditer(clean.text):
+        seconds = float(m["seconds"]) if m["seconds"] else None
+        if seconds is not None and seconds > MAX_PAUSE_SECONDS:
+            raise InputError(f"{m[0]}: a pause mark is at most {MAX_PAUSE_SECONDS:g} s")
+        before = Clean(clean.text[cursor : m.start()], clean.offsets[cursor : m.start()])
+        parts.append((before, "section" if seconds is None else seconds))
+        cursor = m.end()
+    parts.append((Clean(clean.text[cursor:], clean.offsets[cursor:]), None))
+    return parts
 
 
 def _pieces(clean: Clean, opts: ChunkingOptions) -> list[_Piece]:
@@ -221,11 +264,17 @@ def make_chunks(text: str, options: ChunkingOptions, speakers: Collection[str] =
             if drafts:
                 drafts[-1][0].break_after = "section"
             continue
-        pieces = _pack(_pieces(clean_inline(text, block.segments), options), options)
+        pieces: list[_Piece] = []
+        for part, pause in _marked_parts(clean_inline(text, block.segments)):
+            pieces += _pack(_pieces(_stripped(part), options), options)
+            if pause is not None:  # after the last piece so far, in this block or before
+                target = pieces[-1] if pieces else drafts[-1][0] if drafts else None
+                if target is not None:
+                    target.pause_for(pause)
         if not pieces:
             continue
         pieces[-1].text = _terminate(pieces[-1].text)
-        if drafts and drafts[-1][0].break_after != "section":
+        if drafts and drafts[-1][0].break_after not in ("section", "pause"):
             drafts[-1][0].break_after = (
                 "section"
                 if block.kind == "heading"
@@ -246,7 +295,8 @@ def make_chunks(text: str, options: ChunkingOptions, speakers: Collection[str] =
             drafts[-1] = (drafts[-1][0].join(pieces[0]), block)
             continue
         drafts.extend((p, block) for p in pieces)
-        drafts[-1][0].break_after = "paragraph"
+        if drafts[-1][0].break_after != "pause":
+            drafts[-1][0].break_after = "paragraph"
     if not drafts:
         raise InputError(
             "the chapter has no words to narrate (only markup, punctuation or symbols)"
@@ -261,6 +311,7 @@ def make_chunks(text: str, options: ChunkingOptions, speakers: Collection[str] =
             p.display,
             heading=block.kind == "heading",
             speaker=block.speaker,
+            pause_seconds=p.pause,
         )
         for i, (p, block) in enumerate(drafts)
     ]

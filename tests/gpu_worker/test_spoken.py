@@ -235,6 +235,13 @@ NARRATION = [
         "It cost one thousand two hundred dollars to one thousand five hundred dollars.",
     ),
     ("Rooms are £5-£10.", "Rooms are five pounds to ten pounds."),
+    # asterisks and underscores written as text have no sound; between numbers, "times"
+    ("Write *every* ship in it.", "Write every ship in it."),
+    ("It was _very_ cold.", "It was very cold."),
+    ("See the note*.", "See the note."),
+    ("5 * 3 = 15", "five times three equals fifteen"),
+    ("a 4×4 truck", "a four times four truck"),
+    ("the snake_case name", "the snake_case name"),
     ("During COVID-19 we stayed home.", "During COVID-nineteen we stayed home."),
     ("a 5-year-old boy", "a five-year-old boy"),
     ("They won 3-2.", "They won three-two."),

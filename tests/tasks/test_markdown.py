@@ -73,7 +73,7 @@ def test_only_the_story_is_spoken() -> None:
         "the keeper climbed the stairs at dusk.",
         "the beam swept out over the water.",
         "three by the harbour, two beyond it.",
-        "read the log book each night, and write *every* ship in it.",
+        "read the log book each night, and write every ship in it.",
         "the sea keeps its own hours, she wrote in the margin.",
         "mary rose, blue",
         "morning came grey and still. the lamp went dark.",
@@ -102,7 +102,7 @@ def test_spans_point_at_the_words_in_the_source() -> None:
         ("- one\n  - nested two", ["one", "nested two"]),
         ("> quoted\n> > deeper", ["quoted", "deeper"]),
         ("A \\# of guests came.", ["A # of guests came."]),
-        ("Price: \\$5 \\_only\\_.", ["Price: $5 _only_."]),
+        ("Price: \\$5 \\_only\\_.", ["Price: $5 _only_."]),  # as written; then said "only"
         ("***bold italic*** and ~~struck~~ words.", ["bold italic and struck words."]),
     ],
 )
