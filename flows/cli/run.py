@@ -129,6 +129,13 @@ def run(
     speed: Annotated[float, opt(AudioOptions, "speed", "--speed", min=0.5, max=2.0)] = default(
         AudioOptions, "speed"
     ),
+    footnotes: Annotated[
+        str,
+        typer.Option(
+            help="Footnotes: 'skip' them, or 'after_paragraph': read each after the "
+            "paragraph that first refers to it."
+        ),
+    ] = "skip",
     on_low_score: Annotated[
         str,
         typer.Option(
@@ -213,7 +220,9 @@ def run(
                 seed=seed,
                 accept_score=accept_score,
             ),
-            chunking=ChunkingOptions(target_chars=target_chars, max_chars=max_chars),
+            chunking=ChunkingOptions(
+                target_chars=target_chars, max_chars=max_chars, footnotes=footnotes
+            ),
             audio=AudioOptions(
                 sentence_pause=sentence_pause,
                 turn_pause=turn_pause,

@@ -8,11 +8,12 @@ from.
 
 import html
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.front_matter import front_matter_plugin
 
@@ -61,15 +62,22 @@ def _parser(indented_code: bool) -> MarkdownIt:
     return md if indented_code else md.disable("code")
 
 
-def parse_blocks(text: str, speakers: Collection[str] = ()) -> list[Block]:
+Footnotes = Literal["skip", "after_paragraph"]
+_FOOTNOTE_LABEL = re.compile(r"\[\^[^\]]+\]:[ \t]*")
+
+
+def parse_blocks(
+    text: str, speakers: Collection[str] = (), footnotes: Footnotes = "skip"
+) -> list[Block]:
     """The chapter's spoken blocks, in order: headings (ATX and setext), paragraphs (list
     items, quotes and table rows each their own), and scene breaks (`***`, `---`, `#`,
     `• • •`). Parsed as CommonMark (markdown-it-py) with tables, front matter and footnotes.
 
     Never spoken: front matter, HTML comments and other non-prose HTML blocks, fenced and
-    indented code, link reference definitions, footnote definitions (a footnote's mark in
-    the text is dropped too), and images (their alt text included: it describes a picture
-    for a reader who cannot see it, which a listener of the chapter does not need).
+    indented code, link reference definitions, a footnote's mark in the text, and images
+    (their alt text included: it describes a picture for a reader who cannot see it, which
+    a listener of the chapter does not need). Footnotes are skipped, or with
+    `footnotes="after_paragraph"` read after the paragraph that first refers to them.
 
     With `speakers` (a dialogue's cast), a line tagged `NAME: ...` or `[Name] ...` starts a
     turn of that speaker (names match the cast's without regard to case); the turn goes on
@@ -99,10 +107,11 @@ def parse_blocks(text: str, speakers: Collection[str] = ()) -> list[Block]:
 
     blocks: list[Block] = []
     cast = {s.casefold(): s for s in speakers}
+    notes = _footnotes(tokens, text, span) if footnotes == "after_paragraph" else {}
     quotes = 0
     first_in_item = False
     skipping = 0  # inside a footnote definition
-    for token in tokens:
+    for at, token in enumerate(tokens):
         kind = token.type
         if kind == "footnote_block_open":
             skipping += 1
@@ -133,6 +142,10 @@ def parse_blocks(text: str, speakers: Collection[str] = ()) -> list[Block]:
             numbers = range(token.map[0], token.map[1])
             lines_of = [span(n, quotes, first_in_item and n == token.map[0]) for n in numbers]
             blocks.extend(_turns(text, lines_of, cast, speakers, token.map[0]))
+            refs = tokens[at + 1].children or [] if at + 1 < len(tokens) else []
+            for ref in refs:
+                if ref.type == "footnote_ref":
+                    blocks.extend(notes.pop(ref.meta["id"], []))  # each note once
         elif kind == "html_block" and token.map and not _NOT_PROSE_HTML.match(token.content):
             numbers = range(token.map[0], token.map[1])
             prose = tuple(span(n, quotes, False) for n in numbers if lines[n].strip())
@@ -140,6 +153,27 @@ def parse_blocks(text: str, speakers: Collection[str] = ()) -> list[Block]:
         if token.nesting >= 0:  # a block opened or whole: the item's first has passed
             first_in_item = False
     return blocks
+
+
+def _footnotes(
+    tokens: list[Token], text: str, span: Callable[[int, int, bool], tuple[int, int]]
+) -> dict[int, list[Block]]:
+    """Each footnote's paragraphs, by its id, without the `[^label]:` that opens it."""
+    notes: dict[int, list[Block]] = {}
+    current: int | None = None
+    for token in tokens:
+        if token.type == "footnote_open":
+            current = int(token.meta["id"])
+            notes[current] = []
+        elif token.type == "footnote_close":
+            current = None
+        elif current is not None and token.type == "paragraph_open" and token.map:
+            segments = [span(n, 0, False) for n in range(token.map[0], token.map[1])]
+            start, end = segments[0]
+            if label := _FOOTNOTE_LABEL.match(text, start, end):
+                segments[0] = (label.end(), end)
+            notes[current].append(Block("paragraph", tuple(segments)))
+    return notes
 
 
 def _turns(

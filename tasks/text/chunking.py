@@ -22,7 +22,7 @@ from gpu_worker.vocabulary import (
     TITLES,
     WEEKDAYS,
 )
-from tasks.text.blocks import Block, Clean, clean_inline, parse_blocks
+from tasks.text.blocks import Block, Clean, Footnotes, clean_inline, parse_blocks
 
 Break = Literal["clause", "sentence", "turn", "paragraph", "section", "pause", "end"]
 # "pause": a pause mark in the text ("[pause 1.5s]"); its length is the chunk's pause_seconds
@@ -52,6 +52,11 @@ class ChunkingOptions(BaseModel):
         le=2000,
         description="Hard limit: a longer sentence is "
         "split at clause punctuation, then between words.",
+    )
+    footnotes: Footnotes = Field(
+        "skip",
+        description="Footnotes: skip them, or read each after the paragraph that first "
+        "refers to it (after_paragraph).",
     )
     min_chars: int = Field(
         20,
@@ -259,7 +264,7 @@ def make_chunks(text: str, options: ChunkingOptions, speakers: Collection[str] =
     """The chapter as chunks, in reading order. A chunk never crosses a speaker's turn, and
     a change of speaker is a "turn" break (its own pause)."""
     drafts: list[tuple[_Piece, Block]] = []
-    for block in parse_blocks(text, speakers):
+    for block in parse_blocks(text, speakers, options.footnotes):
         if block.kind == "break":
             if drafts:
                 drafts[-1][0].break_after = "section"

@@ -160,3 +160,26 @@ def test_the_narrated_markdown_chapter_is_heard_as_the_story_only(
         missing = [w for w in words if w not in heard.replace("gray", "grey")]
         assert missing == [], (missing, heard)
     assert result.validation_flagged == []
+
+
+def test_footnotes_can_be_read_after_the_paragraph_that_refers_to_them() -> None:
+    text = (
+        "The keeper kept a log.[^log] Each night she wrote in it.\n\n"
+        "The lamp never failed.[^lamp]\n\n"
+        "[^log]: The log is now in the county museum.\n"
+        "[^lamp]: Except once, in the winter of 1921,\n"
+        "    when the oil froze.\n"
+    )
+    assert blocks(text) == [
+        "The keeper kept a log. Each night she wrote in it.",
+        "The lamp never failed.",
+    ]
+    read = [
+        clean_inline(text, b.segments).text for b in parse_blocks(text, footnotes="after_paragraph")
+    ]
+    assert read == [
+        "The keeper kept a log. Each night she wrote in it.",
+        "The log is now in the county museum.",
+        "The lamp never failed.",
+        "Except once, in the winter of 1921, when the oil froze.",
+    ]
