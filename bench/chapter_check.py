@@ -1,6 +1,6 @@
 """The whole-chapter check (tasks/validation.py) on a long chapter: time and peak memory.
 
-    python -m bench.chapter_check [--hours 0.17 3]
+    python bench/chapter_check.py [--hours 0.17 3] [--chars N]
 
 Narrates the bundled sample chapter once (embedded engine, 1 candidate, a scratch cache, no
 chapter check), then for each length in --hours tiles that narration into a chapter of about
@@ -30,8 +30,9 @@ SAMPLE = Path(__file__).parents[1] / "samples" / "the-keeper-of-lantern-rock.md"
 GAP_S = 1.6  # silence between two copies of the chapter (a section pause)
 
 
-def narrate(folder: Path) -> Path:
-    """The sample narrated once into folder/sample; returns its metadata.json."""
+def narrate(folder: Path, chars: int | None = None) -> Path:
+    """The sample (its first `chars` characters) narrated once into folder/sample; returns
+    its metadata.json."""
     from flows.chapter import NarrationOptions, narrate_chapter
     from gpu_worker.schema import GenerationParams
 
@@ -39,7 +40,9 @@ def narrate(folder: Path) -> Path:
     options = NarrationOptions(
         generation=GenerationParams(n_candidates=1), formats=[], validate_chapter=False
     )
-    result = narrate_chapter(str(SAMPLE), str(folder / "sample"), None, options)
+    source = folder / SAMPLE.name
+    source.write_text(SAMPLE.read_text()[:chars])
+    result = narrate_chapter(str(source), str(folder / "sample"), None, options)
     return Path(result.metadata)
 
 
@@ -115,6 +118,7 @@ def check(plan_path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hours", type=float, nargs="+", default=[0.17, 3.0])
+    parser.add_argument("--chars", type=int, help="the sample's first N characters only")
     parser.add_argument("--check", type=Path, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.check:
@@ -123,7 +127,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="narrator-bench-check-") as scratch:
         folder = Path(scratch)
-        metadata = narrate(folder)
+        metadata = narrate(folder, args.chars)
         for hours in args.hours:
             plan = tile(metadata, hours, folder)
             child = subprocess.run(
@@ -151,4 +155,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from flows.cli.common import prefect_console
+
+    with prefect_console(verbose=True):  # the temporary server's settings, as the CLI's
+        main()

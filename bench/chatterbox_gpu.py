@@ -176,8 +176,15 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
-
-    import torch
+    try:
+        import chatterbox  # noqa: F401 - the gpu extra: torch and chatterbox-tts
+        import torch
+    except ImportError as e:
+        raise SystemExit(
+            f"bench/chatterbox_gpu.py needs the gpu extra (pip install -e '.[gpu]'): {e}"
+        ) from None
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("bench/chatterbox_gpu.py: no CUDA device here; give --device cpu")
 
     from gpu_worker.engines import chatterbox as chatterbox_engine
     from gpu_worker.schema import GenerateRequest

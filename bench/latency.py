@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 import uvicorn
 
-from gpu_worker.schema import CandidateReport, GenerateMetadata, GenerateResult
+from gpu_worker.schema import (
+    CandidateReport,
+    GenerateMetadata,
+    GenerateResult,
+    parse_request,
+    request_digest,
+)
 from gpu_worker.wav import encode_wav
 from local_endpoint.server import Endpoint, EndpointConfig
 
@@ -97,7 +103,8 @@ class LatencyHandler:
             passed=True,
             transcript=text,
             sample_rate=RATE,
-            audio_duration_seconds=round(seconds, 3),
+            audio_duration_seconds=round(audio.size / RATE, 3),
+            request_sha256=request_digest(parse_request(job["input"])),
             metadata=GenerateMetadata(
                 candidates_generated=1,
                 candidates_passed=1,

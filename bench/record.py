@@ -1,4 +1,5 @@
-"""Where a benchmark's figures go: bench/results/NAME-DATE.json, with the machine and date."""
+"""Where a benchmark's figures go: bench/results/NAME-DATE.json, with the machine and date
+(NARRATOR_BENCH_RESULTS names another folder: the benches' smoke tests write there)."""
 
 import datetime
 import json
@@ -7,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(os.environ.get("NARRATOR_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 
 def save(name: str, figures: dict[str, Any], suffix: str = "") -> Path:

@@ -85,4 +85,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from flows.cli.common import prefect_console
+
+    with prefect_console(verbose=True):  # the temporary server's settings, as the CLI's
+        main()
