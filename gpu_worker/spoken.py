@@ -12,17 +12,21 @@ plain number). Each rule is a regular expression and a small function; `RULES` l
 Where a form is ambiguous the rule reads it the common way and says so in its comment:
 "St." is Saint before a name, Street after one; "I" is the pronoun unless it closes a royal
 name ("Charles I of England"); "3-2" is a range unless a score's words stand next to it.
-Words the rules make (units, titles) are spelt one way, the American one ("kilometer"): the
-engines say "kilometre" alike, and the scorer counts the two spellings as one word.
+Units the rules write are spelt the American way ("kilometer") unless `verbalize` is asked
+for British spelling ("kilometre", "litre"): the engines say both alike, and the scorer
+counts the two spellings as one word.
 """
 
 import re
 import unicodedata
 from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Literal
 
 from gpu_worker import numbers
 from gpu_worker.vocabulary import (
     ABBREVIATIONS,
+    BRITISH_UNITS,
     CHARACTERS,
     CURRENCIES,
     DOTTED_UNITS,
@@ -275,8 +279,17 @@ def _day_month(m: re.Match[str]) -> str:
     return f" {article}{numbers.ordinal(day)} of {_month(m['month'])}{period} "
 
 
+Spelling = Literal["american", "british"]
+_spelling: ContextVar[Spelling] = ContextVar("spelling", default="american")
+
+
+def _spelled(unit: str) -> str:
+    """A unit's name in the spelling `verbalize` was asked for."""
+    return BRITISH_UNITS.get(unit, unit) if _spelling.get() == "british" else unit
+
+
 def _measure(m: re.Match[str]) -> str:
-    unit = UNITS[m["unit"]]
+    unit = _spelled(UNITS[m["unit"]])
     amount = m["num"].replace(",", "")
     if amount.lstrip("-") != "1":
         unit = IRREGULAR_PLURALS.get(unit, unit + "s")
@@ -287,7 +300,7 @@ def _dotted_unit(m: re.Match[str]) -> str:
     """ "12 in." and "12in" are inches; "5 in a row" is not."""
     if m["space"] and not m["dot"]:
         return m[0]
-    unit = DOTTED_UNITS[m["unit"]]
+    unit = _spelled(DOTTED_UNITS[m["unit"]])
     if m["num"] != "1":
         unit = IRREGULAR_PLURALS.get(unit, unit + "s")
     return f" {say_number(m['num'])} {unit}{_final_period(m) if m['dot'] else ''} "
@@ -603,11 +616,16 @@ def _hugging_hyphens(replace: Callable[[re.Match[str]], str]) -> Callable[[re.Ma
     return replace_tight
 
 
-def verbalize(text: str) -> str:
-    """Rewrite `text` the way a narrator says it; spacing and punctuation tidied."""
-    text = _unicode(text)
-    for pattern, replace in RULES:
-        text = pattern.sub(_hugging_hyphens(replace), text)
+def verbalize(text: str, spelling: Spelling = "american") -> str:
+    """Rewrite `text` the way a narrator says it, units in `spelling`; spacing and
+    punctuation tidied."""
+    token = _spelling.set(spelling)
+    try:
+        text = _unicode(text)
+        for pattern, replace in RULES:
+            text = pattern.sub(_hugging_hyphens(replace), text)
+    finally:
+        _spelling.reset(token)
     text = re.sub(r"\(\s*\)|\[\s*\]", "", text)  # brackets whose content was left out
     text = re.sub(r"\s+", " ", text)
     text = re.sub(r"\s+([,.;:!?)\]])", r"\1", text)

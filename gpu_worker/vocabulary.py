@@ -150,6 +150,16 @@ BEFORE_NUMBER = {"No", "Nos", "no", "nos", "p", "pp", "ca", "Fig", "Vol", "Ch", 
 BEFORE_NUMBER |= set(MONTH_ABBREVIATIONS) | set(WEEKDAYS)
 # After a number. One spelling throughout (American: "kilometer", "liter"): the engines say
 # both alike and the scorer counts "metre" and "meter" as one word.
+# unit names spelt the British way (verbalize(..., spelling="british")); plurals add "s"
+BRITISH_UNITS = {
+    "meter": "metre",
+    "kilometer": "kilometre",
+    "centimeter": "centimetre",
+    "millimeter": "millimetre",
+    "liter": "litre",
+    "milliliter": "millilitre",
+}
+
 UNITS = {
     "m": "meter",
     "km": "kilometer",

@@ -136,6 +136,13 @@ def run(
             "paragraph that first refers to it."
         ),
     ] = "skip",
+    spelling: Annotated[
+        str,
+        typer.Option(
+            help="Spelling of the units the normaliser writes: 'american' (kilometer) or "
+            "'british' (kilometre, litre)."
+        ),
+    ] = "american",
     on_low_score: Annotated[
         str,
         typer.Option(
@@ -221,7 +228,10 @@ def run(
                 accept_score=accept_score,
             ),
             chunking=ChunkingOptions(
-                target_chars=target_chars, max_chars=max_chars, footnotes=footnotes
+                target_chars=target_chars,
+                max_chars=max_chars,
+                footnotes=footnotes,
+                spelling=spelling,
             ),
             audio=AudioOptions(
                 sentence_pause=sentence_pause,

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gpu_worker.errors import InputError
-from gpu_worker.spoken import verbalize
+from gpu_worker.spoken import Spelling, verbalize
 from gpu_worker.vocabulary import (
     BEFORE_NUMBER,
     MONTH_PATTERN,
@@ -52,6 +52,11 @@ class ChunkingOptions(BaseModel):
         le=2000,
         description="Hard limit: a longer sentence is "
         "split at clause punctuation, then between words.",
+    )
+    spelling: Spelling = Field(
+        "american",
+        description="How the units the normaliser writes are spelt: american (kilometer) "
+        "or british (kilometre, litre). Either is said the same.",
     )
     footnotes: Footnotes = Field(
         "skip",
@@ -226,7 +231,7 @@ def _pieces(clean: Clean, opts: ChunkingOptions) -> list[_Piece]:
     for s_start, s_end in split_sentences(clean.text):
         ranges = _fit(clean.text, s_start, s_end, opts)
         for i, (start, end) in enumerate(ranges):
-            spoken = verbalize(clean.text[start:end])
+            spoken = verbalize(clean.text[start:end], opts.spelling)
             if any(c.isalnum() for c in spoken):
                 pieces.append(
                     _Piece(

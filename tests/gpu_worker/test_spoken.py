@@ -296,3 +296,23 @@ def test_narration_is_idempotent_on_its_own_output() -> None:
 
 def test_a_screen_resolution_is_not_money() -> None:
     assert "pence" not in verbalize("a 1080p screen and a 720p one")
+
+
+@pytest.mark.parametrize(
+    ("written", "british"),
+    [
+        ("They walked 20 km.", "They walked twenty kilometres."),
+        (
+            "Add 250 ml of milk and 1 l of water.",
+            "Add two hundred fifty millilitres of milk and one litre of water.",
+        ),
+        (
+            "A wall 3 m high, 40 cm thick, 5 mm gaps.",
+            "A wall three metres high, forty centimetres thick, five millimetres gaps.",
+        ),
+        ("The gas meter read 5 m.", "The gas meter read five metres."),  # only the unit it wrote
+    ],
+)
+def test_units_in_british_spelling(written: str, british: str) -> None:
+    assert verbalize(written, "british") == british
+    assert "metre" not in verbalize(written) and "litre" not in verbalize(written)
