@@ -166,6 +166,7 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
     """Phase 2.4 and 3: concatenate, verify, re-hear, encode, describe, publish."""
     options, output, stem = run.options, run.output, run.stem
     wav = output.path(f"{stem}.wav")
+    speeds = [speed(c.speaker, run) for c in prepared.chunks]
     placements = concatenate_chapter(
         [o.job for o in outcomes],
         run.storage,
@@ -177,7 +178,7 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
         wav,
         options.loudness,
         {o.job.index: o.audio for o in outcomes if o.not_cached and o.audio},
-        [speed(c.speaker, run) for c in prepared.chunks],
+        speeds,
     )
     uncached = [o.job.index for o in outcomes if o.not_cached]
     if uncached:
@@ -187,7 +188,9 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
             len(uncached),
             next(o.not_cached for o in outcomes if o.not_cached),
         )
-    check = verify_audio(wav, prepared.word_count, options.loudness.target, options.audio.speed)
+    words = [max(1, len(c.text.split())) for c in prepared.chunks]
+    pace = sum(s * w for s, w in zip(speeds, words, strict=True)) / sum(words)  # by words read
+    check = verify_audio(wav, prepared.word_count, options.loudness.target, pace)
     validation = (
         validate_chapter(
             wav,

@@ -22,16 +22,18 @@ from pydantic import AfterValidator, Field
 # a URL: its scheme, any user:password@ (a credential), the rest up to a query or fragment,
 # which runs to the next space, quote or bracket, less trailing punctuation
 _URL = re.compile(
-    r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<user>[^\s/?#@'\"<>]*@)?"
+    r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<user>[^\s/?#'\"<>]*@)?"
     r"(?P<rest>[^\s?#'\"<>]+)(?P<query>[?#][^\s'\"<>)\]]*?)?(?=[.,;:!?]*(?:[\s'\"<>)\]]|$))",
     re.I,
 )
 
 
-# a credential header echoed back in an error body or a proxy's page: its value
+# a credential header echoed back in an error body or a proxy's page: its whole value, to
+# the end of its line or its closing quote (schemes such as "AWS4-HMAC-SHA256 Credential=...,
+# Signature=..." and cookies such as "a=1; session=..." carry it after spaces and commas)
 _HEADER = re.compile(
     r"(?P<name>\b(?:authorization|proxy-authorization|x-api-key|xi-api-key|api-key|"
-    r"x-amz-security-token|cookie)\b['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^\s'\",;}]+",
+    r"x-amz-security-token|cookie|set-cookie)\b['\"]?\s*[:=]\s*['\"]?)[^\r\n'\"}]+",
     re.I,
 )
 # the secrets this process holds (an API key, AWS's secret key): cut wherever they appear

@@ -191,9 +191,11 @@ def _phone(m: re.Match[str]) -> str:
     return " " + ", ".join(numbers.digits(g) for g in re.findall(r"\d+", m[0])) + " "
 
 
+# words before a phone number; not "number", "cell", "text" or "ring", which prose uses
+# before ranges ("a number of 250-1000 soldiers")
 _PHONE_WORDS = re.compile(
-    r"\b(?:call(?:ed|ing)?|phone[ds]?|dial(?:ed|led)?|tel|telephone|fax|mobile|cell|ring|"
-    r"text|number|hotline|extension|ext)\b\W+(?:\w+\W+){0,2}$",
+    r"\b(?:call(?:ed|ing)?|phone[ds]?|dial(?:ed|led)?|tel|telephone|fax|mobile|hotline|"
+    r"extension|ext|ring\s+(?:us|me|him|her|them))\b\W+(?:\w+\W+){0,2}$",
     re.I,
 )
 
@@ -213,8 +215,10 @@ def _range_word(m: re.Match[str]) -> str:
 
 
 def _money_range(m: re.Match[str]) -> str:
-    """ "$1,200-1,500" -> "$1,200 to $1,500": each amount read as money."""
-    return f"{m['cur']}{m['a']} to {m['cur']}{m['b']}"
+    """ "$1,200-1,500" -> "$1,200 to $1,500", "$5-6 million" -> "$5 million to $6 million":
+    each amount read as money, the scale on both."""
+    scale = f" {m['scale']}" if m["scale"] else ""
+    return f"{m['cur']}{m['a']}{scale} to {m['cur']}{m['b']}{scale}"
 
 
 def _meridiem(text: str | None) -> str:
@@ -438,6 +442,8 @@ RULES: list[Rule] = [
         re.compile(
             r"(?P<cur>[$€£¥])(?P<a>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)\s?[-–]\s?"
             r"(?P=cur)?(?P<b>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?![\d,])"
+            r"(?:\s?(?P<scale>thousand|million|billion|trillion|k|m|bn|b)\b)?",
+            re.I,
         ),
         _money_range,
     ),

@@ -16,6 +16,7 @@ import io
 import json
 import pickle
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -142,7 +143,7 @@ class ChunkFolder(LocalFileSystem):
             write_atomic(target, content)
         except OSError as e:
             full = storage_full(e, self.basepath)
-            not_written(path, str(full or f"{type(e).__name__}: {e}"))
+            why_not_written(path, str(full or f"{type(e).__name__}: {e}"))
             raise full or e from e
         return str(target)
 
@@ -184,23 +185,40 @@ def chunk_store(storage: Path | str) -> ResultStore:
     )
 
 
-# Entries a finished task could not write (a full disk, an S3 outage after its retries),
-# each with why: the run keeps those chunks' audio in memory instead (`unwritten`).
-_unwritten: dict[str, str] = {}
+# Entries finished tasks could not write (a full disk, an S3 outage after its retries): how
+# many tasks, per key (identical chunks share one), and why. The run keeps those chunks'
+# audio in memory instead (`unwritten`).
+_unwritten: Counter[str] = Counter()
+_why: dict[str, str] = {}
 _unwritten_lock = threading.Lock()
 
 
-def not_written(key: str, reason: str | None = None) -> None:
-    """Record that the entry under `key` was not written (the first reason given stays)."""
+def why_not_written(key: str, reason: str) -> None:
+    """Say why the entry under `key` could not be written (the storage knows)."""
     with _unwritten_lock:
-        _unwritten.setdefault(key, reason or "the cache could not store it (see the task's log)")
+        _why[key] = reason
+
+
+def not_written(key: str) -> None:
+    """Record that a task's entry under `key` was not written (its transaction rolled back)."""
+    with _unwritten_lock:
+        _unwritten[key] += 1
 
 
 def unwritten(key: str) -> str | None:
-    """Why the entry under `key` was not written by the task that just made it, or None
-    when it was. Each record is answered once."""
+    """Why the entry under `key` was not written by a task that just made it, or None when
+    it was. Each task's record is answered once."""
     with _unwritten_lock:
-        return _unwritten.pop(key, None)
+        if _unwritten[key] <= 0:
+            return None
+        _unwritten[key] -= 1
+        if _unwritten[key] == 0:
+            del _unwritten[key]
+            return _why.pop(key, DEFAULT_WHY)
+        return _why.get(key, DEFAULT_WHY)
+
+
+DEFAULT_WHY = "the cache could not store it (see the task's log)"
 
 
 class DamagedEntry(Exception):

@@ -27,6 +27,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -38,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gpu_worker.errors import InputError, StorageFull, TransientError, storage_full
+from gpu_worker.errors import InputError, StorageFull, storage_full
 from gpu_worker.voices import write_atomic
 from tasks.storage import is_s3, join, s3_client, s3_error, split_s3
 
@@ -50,6 +51,7 @@ DEFAULT_LOCK_SECONDS = 6 * 3600.0
 FULL_BELOW_BYTES = 1 << 20  # a disk with less free is full for a chapter's files
 
 _HOST = socket.gethostname()
+log = logging.getLogger("narrator.outputs")
 
 
 class OutputDir:
@@ -75,12 +77,16 @@ class OutputDir:
                     f"{final}: exists and is not a directory; choose another --out"
                 ) from e
             self._lock: _Lock = _FileLock(folder / LOCK, final)
-            self._finish_interrupted_publish()
-            self.staging = _stage(folder, ".narrator-staging-")
+            stage_in, prefix = folder, ".narrator-staging-"
         else:
             self._lock = _S3Lock(self._client, join(final, LOCK), lock_seconds)
+            stage_in, prefix = Path(tempfile.gettempdir()), "narrator-staging-"
+        try:  # the lock is held from here: released if the folder cannot be opened
             self._finish_interrupted_publish()
-            self.staging = _stage(Path(tempfile.gettempdir()), "narrator-staging-")
+            self.staging = _stage(stage_in, prefix)
+        except BaseException:
+            self._lock.release()
+            raise
         self._staged: list[str] = []
         self._journaled = False
         self._uploaded: list[str] = []  # S3: this run's files in a staging prefix
@@ -156,9 +162,10 @@ class OutputDir:
                 if source.exists():
                     os.replace(source, target)
                 elif _describe(Path(target)) != journal["files"][name]:
-                    raise TransientError(
+                    raise InputError(
                         f"{self.final}: an interrupted publish cannot be finished ({name} is "
-                        "gone from its staging folder); rerun the chapter"
+                        f"gone from its staging folder); delete {join(self.final, JOURNAL)} "
+                        "and rerun the chapter"
                     )
             else:
                 self._copy(join(staging, name), target)
@@ -375,7 +382,8 @@ class _S3Lock(_Lock):
         self._client = client
         self._uri = uri
         self._bucket, self._key = split_s3(uri)
-        mine = {**_owner(), "expires": time.time() + lease_seconds, "id": uuid.uuid4().hex}
+        self._id = uuid.uuid4().hex
+        mine = {**_owner(), "expires": time.time() + lease_seconds, "id": self._id}
         body = json.dumps(mine).encode()
         self._etag: str | None = None
         for _ in range(3):
@@ -417,10 +425,27 @@ class _S3Lock(_Lock):
         if self._etag is None:
             return
         etag, self._etag = self._etag, None
-        # only the lock this run holds: after its expiry another run may hold it; when the
-        # store cannot be reached now, it expires
-        with contextlib.suppress(Exception):
+        # only the lock this run holds: after its expiry another run may hold it
+        try:
             self._client.delete_object(Bucket=self._bucket, Key=self._key, IfMatch=etag)
+            return
+        except Exception as e:
+            if _code(e) in ("PreconditionFailed", "404", "NoSuchKey"):
+                return  # taken over after its expiry, or gone: not ours to delete
+            refused = e
+        try:  # a store without conditional deletes: delete it if it is still this run's
+            held = _parse(
+                self._client.get_object(Bucket=self._bucket, Key=self._key)["Body"].read()
+            )
+            if held.get("id") == self._id:
+                self._client.delete_object(Bucket=self._bucket, Key=self._key)
+        except Exception as e:
+            log.warning(
+                "could not release the lock %s (%s, then %s); it expires by itself",
+                self._uri,
+                type(refused).__name__,
+                type(e).__name__,
+            )
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

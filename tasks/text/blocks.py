@@ -239,11 +239,11 @@ _INLINE = re.compile(
     r"\\(?P<escaped>[!-/:-@\[-`{-~])"  # a backslash escape: the character itself
     r"|<(?P<autolink>[A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\s]*|[^<>\s@]+@[^<>\s]+)>"
     r"|(?P<image>!\[[^\]]*\]\([^)]*\))"
+    r"|(?P<footnote>\[\^[^\]]+\])"  # before links: "[^1][^2]" is two marks, not a link
     r"|\[(?P<label>[^\]]+)\](?:\([^)]*\)|\[[^\]]*\])"
-    r"|(?P<footnote>\[\^[^\]]+\])"
     r"|(?P<entity>&(?:[A-Za-z]+|#\d+|#x[0-9A-Fa-f]+);)"
     r"|(?P<tag></?[A-Za-z][^>]*>)"
-    r"|(?P<mark>`+|\*+|~~|(?<!\w)_+|_+(?!\w))"
+    r"|(?P<mark>`+|(?<!\s)\*+|\*+(?!\s)|~~|(?<!\w)_+|_+(?!\w))"  # " * " alone is text
     r"|(?P<pipe>\|)"
 )
 

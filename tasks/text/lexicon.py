@@ -85,7 +85,8 @@ def respell(text: str, lexicon: Lexicon) -> str:
     never respelled again; of two keys that overlap, the longer wins)."""
     if not lexicon:
         return text
-    keys = sorted(lexicon, key=len, reverse=True)
+    # longest first; of equal length, a key with a capital (its case only) before one without
+    keys = sorted(lexicon, key=lambda key: (-len(key), key.islower()))
     groups = "|".join(f"(?P<k{i}>{_alternative(key)})" for i, key in enumerate(keys))
     pattern = re.compile(f"{_EDGE_BEFORE}(?:{groups}){_EDGE_AFTER}")
     return pattern.sub(lambda m: lexicon[keys[int(str(m.lastgroup)[1:])]], text)

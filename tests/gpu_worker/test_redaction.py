@@ -50,3 +50,34 @@ def test_log_lines_and_their_tracebacks_are_redacted() -> None:
     assert "SECRET" not in text and "got https://x?…" in text and "ValueError" in text
     broken = logging.LogRecord("t", logging.INFO, "f", 1, "%s %s", ("one",), None)
     assert RedactingFilter().filter(broken)  # a malformed call is left to logging to report
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("Authorization: Token abc123secret", "Authorization: …"),
+        (
+            "authorization: AWS4-HMAC-SHA256 Credential=AKIA/x, SignedHeaders=host, Signature=ab",
+            "authorization: …",
+        ),
+        ("Cookie: a=1; session=SECRETSESSION", "Cookie: …"),
+        (
+            'echo: {"Authorization": "Bearer rp_123", "ok": 1}',
+            'echo: {"Authorization": "…", "ok": 1}',
+        ),
+        ("https://u:p@ss@host/x ok", "https://…@host/x ok"),
+        ("authorized by the keeper", "authorized by the keeper"),  # a word, not a header
+    ],
+)
+def test_echoed_credential_headers_lose_their_whole_value(text: str, said: str) -> None:
+    assert redact(text) == said
+
+
+def test_a_registered_secret_is_cut_wherever_it_appears() -> None:
+    from gpu_worker.redaction import register_secret
+
+    register_secret("rp_REGISTERED_9f8e7d6c")
+    register_secret("short")  # too short to cut safely: ordinary words would go
+    assert (
+        redact("key rp_REGISTERED_9f8e7d6c refused; short answer") == "key … refused; short answer"
+    )

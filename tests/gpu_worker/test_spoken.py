@@ -235,6 +235,10 @@ NARRATION = [
         "It cost one thousand two hundred dollars to one thousand five hundred dollars.",
     ),
     ("Rooms are £5-£10.", "Rooms are five pounds to ten pounds."),
+    ("It raised $5-6 million.", "It raised five million dollars to six million dollars."),
+    ("Fees of £20-30k a year.", "Fees of twenty thousand pounds to thirty thousand pounds a year."),
+    ("A number of 250-1000 soldiers.", "A number of two hundred fifty to one thousand soldiers."),
+    ("A ring of 100-200 stones.", "A ring of one hundred to two hundred stones."),
     # asterisks and underscores written as text have no sound; between numbers, "times"
     ("Write *every* ship in it.", "Write every ship in it."),
     ("It was _very_ cold.", "It was very cold."),

@@ -156,3 +156,7 @@ def test_narrator_words_lists_them_with_their_respellings(tmp_path: Path) -> Non
     assert lines[2].split() == ["Okafor", "2", "name"]
     bad = CliRunner().invoke(app, ["words", str(chapter), "--lexicon", str(tmp_path / "no.toml")])
     assert bad.exit_code == 1 and "--lexicon" in bad.output and "No such file" in bad.output
+
+
+def test_a_key_with_a_capital_wins_over_the_same_word_in_lower_case() -> None:
+    assert respell("GIF and gif", {"gif": "jif", "GIF": "G I F"}) == "G I F and jif"

@@ -104,6 +104,8 @@ def test_spans_point_at_the_words_in_the_source() -> None:
         ("A \\# of guests came.", ["A # of guests came."]),
         ("Price: \\$5 \\_only\\_.", ["Price: $5 _only_."]),  # as written; then said "only"
         ("***bold italic*** and ~~struck~~ words.", ["bold italic and struck words."]),
+        ("Darwin disagreed.[^1][^2] Later work agreed.", ["Darwin disagreed. Later work agreed."]),
+        ("Multiply 2 * 3 and *stress* it.", ["Multiply 2 * 3 and stress it."]),
     ],
 )
 def test_commonmark_structure_and_escapes(markdown: str, said: list[str]) -> None:

@@ -268,3 +268,12 @@ def test_s3_lock_refuses_a_second_writer_and_expires_or_frees_with_a_dead_owner(
     owner = {"host": socket.gethostname(), "pid": gone.pid, "since": "x", "expires": 4e9}
     books.put_object(Bucket="books", Key="audio/ch/.narrator.lock", Body=json.dumps(owner))
     OutputDir("s3://books/audio/ch", s3).discard()  # its process is gone: taken over at once
+
+
+def test_a_folder_that_cannot_be_opened_releases_its_lock(tmp_path: Path) -> None:
+    (tmp_path / JOURNAL).write_text("not a journal")
+    with pytest.raises(InputError, match="not a publish journal; delete it and rerun"):
+        OutputDir(str(tmp_path))
+    (tmp_path / JOURNAL).unlink()  # as the message says: the same process may run again
+    run_one(str(tmp_path), NEW)
+    assert visible(tmp_path)["ch.wav"] == "new audio!"
