@@ -28,6 +28,12 @@ class ParametersCheckedFirst(Flow[Any, Any]):
         self.validate_parameters(get_call_parameters(self.fn, args, kwargs))
         return super().__call__(*args, return_state=return_state, wait_for=wait_for, **kwargs)
 
+    def with_options(self, *args: Any, **kwargs: Any) -> "ParametersCheckedFirst":
+        """Prefect's copy with other options, still checked first (Prefect makes a Flow)."""
+        copy = super().with_options(*args, **kwargs)
+        copy.__class__ = ParametersCheckedFirst
+        return copy  # type: ignore[return-value]
+
 
 def checked_flow(**options: Any) -> Callable[[Callable[..., Any]], ParametersCheckedFirst]:
     """`@prefect.flow(**options)`, parameters checked before the run is recorded."""

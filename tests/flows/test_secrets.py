@@ -113,6 +113,8 @@ def test_a_presigned_voice_url_is_refused_before_any_run_records_it(tmp_path: Pa
         runs_before = len(prefect.read_flow_runs())
     with pytest.raises(ParameterTypeError, match="an s3:// URI"):
         narrate_chapter(str(source), str(tmp_path / "out"), presigned, OPTIONS)
+    with pytest.raises(ParameterTypeError, match="an s3:// URI"):  # a copy with options too
+        narrate_chapter.with_options(name="copy")(str(source), None, presigned, OPTIONS)
     with pytest.raises(InputError, match="an s3:// URI") as refused:
         read_cast(f'[speakers.Mara]\nvoice = "{presigned}"\n', "cast.toml")
     assert "PLANTED" not in str(refused.value)
