@@ -11,11 +11,13 @@ joins, so a long chapter's WAV is never in memory at once.
 """
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
 import pickle
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -155,6 +157,21 @@ _saved: dict[tuple[str, str], ChunkFolder] = {}
 _saved_lock = threading.Lock()
 
 
+UNFINISHED_AFTER_S = 3600.0  # a temporary entry file this old was left by a killed run
+
+
+def sweep_unfinished(folder: Path) -> None:
+    """Remove the temporary files of entry writes a killed run cut short (never entries:
+    an entry is only ever a whole file renamed into place)."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for path in folder.glob(".*"):
+        with contextlib.suppress(OSError):  # another process may remove it first
+            if path.is_file() and now - path.stat().st_mtime > UNFINISHED_AFTER_S:
+                path.unlink()
+
+
 def task_storage(storage: Path | str) -> ChunkFolder | str:
     """The cache as `generate_chunk`'s result storage: a folder as a ChunkFolder block (saved
     once per process and Prefect API: Prefect takes only saved blocks, and an instance
@@ -165,6 +182,7 @@ def task_storage(storage: Path | str) -> ChunkFolder | str:
     api = str(PREFECT_API_URL.value())
     with _saved_lock:
         if (api, folder) not in _saved:
+            sweep_unfinished(Path(folder))
             block = ChunkFolder(basepath=folder)
             name = f"narrator-cache-{hashlib.sha256(folder.encode()).hexdigest()[:12]}"
             block.save(name, overwrite=True)
