@@ -18,7 +18,7 @@ from gpu_worker.spoken import verbalize
 # British and American spellings of one word compare equal (Whisper writes American, a
 # British text does not): whisper-normalizer's maintained British -> American word list,
 # applied to both sides. Loaded once, at import.
-_AMERICAN: dict[str, str] = EnglishSpellingNormalizer().mapping
+AMERICAN_SPELLING: dict[str, str] = EnglishSpellingNormalizer().mapping
 # Letters read one by one ("U N", "U.N.", "UN"): written as one word on both sides.
 _LETTERS = re.compile(r"\b[A-Z](?:(?:\.|\s+)[A-Z]\b)+\.?")
 
@@ -29,7 +29,7 @@ def words(text: str) -> list[str]:
     text = _LETTERS.sub(lambda m: re.sub(r"[.\s]", "", m[0]), text)
     text = re.sub(r"\b([ap])\.m\.", r"\1m", text.lower())
     text = text.replace("'", "").replace("-", " ")
-    tokens = [_AMERICAN.get(t, t) for t in re.sub(r"[^\w\s]|_", " ", text).split()]
+    tokens = [AMERICAN_SPELLING.get(t, t) for t in re.sub(r"[^\w\s]|_", " ", text).split()]
     return [
         t
         for i, t in enumerate(tokens)  # "one hundred and five" == "one hundred five"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpu_worker.errors import InputError
+from gpu_worker.scoring import AMERICAN_SPELLING
 from tasks import storage
 
 FILE_NAME = "lexicon.toml"
@@ -125,10 +126,9 @@ def candidates(texts: list[str]) -> list[Candidate]:
     word never written in lower case, and either written with a capital where a sentence
     does not start, or rare."""
     from spellchecker import SpellChecker
-    from whisper_normalizer.english import EnglishSpellingNormalizer
 
     dictionary = SpellChecker(language="en")
-    american = EnglishSpellingNormalizer().mapping
+    american = AMERICAN_SPELLING  # the scorer's map, loaded once
     counts: Counter[str] = Counter()
     spelled: dict[str, str] = {}  # each word as first written
     capitalised_mid: set[str] = set()  # written with a capital where no sentence starts
