@@ -74,6 +74,7 @@ class BestOfN:
 
     def run(self, request: GenerateRequest) -> GenerateResult:
         """Best-of-N for one request: the chosen take, its word times and every report."""
+        self.validator.check_language(request.language_id)
         candidates = self.candidates(request)
         best = max(candidates, key=Candidate.rank)
         reports = [c.report for c in candidates]

@@ -12,6 +12,7 @@ pair, so one failure is retried on every backend or on none.
 
 import errno
 import json
+import re
 from typing import Any, Literal
 
 from gpu_worker.redaction import redact
@@ -71,6 +72,14 @@ class ValidationFailed(PermanentError):
     default_code = "below_threshold"
 
 
+# How the GPU stack reports a CUDA context it has lost: torch (a RuntimeError, AcceleratorError
+# from 2.8), cuBLAS and cuDNN through torch, CTranslate2 (faster-whisper) and device-side
+# asserts. Once one is raised, every later job on that worker fails the same way.
+_CUDA_FAILURE = re.compile(
+    r"CUDA error|CUDA failed|CUDA driver|CUBLAS_STATUS|CUDNN_STATUS|cuDNN error|"
+    r"device-side assert|illegal memory access|unspecified launch failure"
+)
+
 _BY_KIND: dict[str, type[NarratorError]] = {
     "transient": TransientError,
     "permanent": PermanentError,
@@ -87,11 +96,10 @@ def classify(error: BaseException) -> NarratorError:
     name = type(error).__name__
     if isinstance(error, MemoryError) or name == "OutOfMemoryError":  # torch.cuda's
         return TransientError(f"worker out of memory: {error}", code="out_of_memory")
-    if name == "AcceleratorError" or (
-        type(error) is RuntimeError and str(error).startswith("CUDA error")
-    ):
-        # torch raises a broken CUDA context as a plain RuntimeError (AcceleratorError from
-        # 2.8): the context is lost for good, so the worker must be replaced.
+    if isinstance(error, RuntimeError) and _CUDA_FAILURE.search(str(error)):
+        if "out of memory" in str(error):  # CTranslate2's: the context survives it
+            return TransientError(f"worker out of memory: {error}", code="out_of_memory")
+        # The context is lost for good: retried on another worker, and this one replaced.
         return TransientError(f"worker CUDA error: {error}", code="cuda_error")
     if isinstance(error, TimeoutError):
         return TransientError(f"worker timed out: {error}", code="timeout")

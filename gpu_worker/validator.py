@@ -110,9 +110,7 @@ class Validator:
         self.workers = workers
         self._beam_size = settings.whisper_beam_size
         self.hotwords = settings.whisper_hotwords
-        self.english_only = settings.whisper_model.endswith(".en") or self.model_path.endswith(
-            ".en"
-        )
+        self.english_only = not self._model.model.is_multilingual  # the model says, not its name
         self.identity = self._identity(settings)
 
     def _identity(self, settings: WorkerSettings) -> str:
@@ -127,6 +125,18 @@ class Validator:
             f"compute={settings.whisper_compute_type} beam={self._beam_size} "
             f"hotwords={self.hotwords}"
         )
+
+    def check_language(self, language_id: str) -> None:
+        """Refuse a language this model cannot hear. An English-only Whisper (`*.en`) hears
+        any other language as English: every take would fail every round, at GPU cost, for
+        the validator's fault and not the take's."""
+        if self.english_only and whisper_language(language_id) != "en":
+            raise InputError(
+                f"language_id {language_id!r}: this worker's Whisper model "
+                f"({Path(self.model_path).name}) hears English only; set "
+                "NARRATOR_WHISPER_MODEL to a multilingual model such as small "
+                "(python -m gpu_worker.weights --multilingual downloads one)"
+            )
 
     def transcribe(
         self, audio: np.ndarray, sample_rate: int, language: str = "en", hotwords: str = ""
@@ -144,7 +154,7 @@ class Validator:
         )
         segments, _ = self._model.transcribe(
             samples,
-            language="en" if self.english_only else language,
+            language="en" if self.english_only else whisper_language(language),
             beam_size=self._beam_size,
             temperature=0.0,
             condition_on_previous_text=False,
@@ -162,6 +172,11 @@ class Validator:
             compression_ratio=max(p.compression_ratio for p in parts),
             words=_whole_words(w for p in parts for w in (p.words or [])),
         )
+
+
+def whisper_language(language_id: str) -> str:
+    """Whisper's code for a request's language: "en-GB" -> "en"."""
+    return language_id.lower().split("-")[0]
 
 
 def _whole_words(pieces: Iterable[Any]) -> tuple[Word, ...]:

@@ -212,7 +212,11 @@ def _read_volume(relative: str, settings: WorkerSettings) -> bytes:
     if not any(path.is_relative_to(r) for r in roots):
         raise InputError(f"audio_prompt_url {relative!r} is outside the voices volume {root}")
     if not path.is_file():
-        raise InputError(f"reference audio {relative!r}: no such file under {root}")
+        hint = ""  # "voices/zen.wav" for "zen.wav": the folder named twice
+        first, _, rest = relative.partition("/")
+        if rest and first == root.name and (root / rest).is_file():
+            hint = f" (paths are relative to that folder: use {rest!r})"
+        raise InputError(f"reference audio {relative!r}: no such file under {root}{hint}")
     if path.stat().st_size > settings.voice_max_bytes:
         raise InputError(
             f"reference audio {relative!r} is over the {settings.voice_max_bytes:,}-byte limit"

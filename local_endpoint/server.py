@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import wire_string
-from gpu_worker.handler import handle
+from gpu_worker.handler import check_writable, handle
 from gpu_worker.schema import explain
 from gpu_worker.settings import WorkerSettings
 from local_endpoint.faults import OOM_ERROR, PERMANENT_ERROR, FaultDrill, FaultProfile, corrupt
@@ -299,6 +299,8 @@ class Endpoint:
 
 def with_workers(config: EndpointConfig, settings: WorkerSettings, workers: int) -> Endpoint:
     """An endpoint whose slots each run the real handler on a BestOfN of their own."""
+    if settings.keep_audio_dir:
+        check_writable(settings.keep_audio_dir)
     loaded = [BestOfN.load(settings) for _ in range(workers)]
     return Endpoint(
         config, [partial(handle, worker=w, keep_audio=settings.keep_audio_dir) for w in loaded]

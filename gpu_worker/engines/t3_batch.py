@@ -11,8 +11,11 @@ Each candidate samples with noise from its own seeded generator (the exponential
 argmax(p / E) with E ~ Exp(1), which draws exactly from p), so its tokens depend on its seed
 alone, not on which other candidates share its batch (on an H100 too: identical over 200
 tokens alone or in batches of 2 and 3). The host looks for stop tokens every
-`check_every` steps, not every step. The prompt, guidance, repetition penalty, temperature,
-min-p and top-p are those of the library's loop.
+`check_every` steps, not every step. A round lasts as long as its longest take: once half
+the takes have stopped, the others get 1.5 times the longest stopped one (never less than
+`runaway_floor` tokens, a usual reading of the text), and a take still going then is a
+runaway, returned without its stop token for the gates to judge. The prompt, guidance,
+repetition penalty, temperature, min-p and top-p are those of the library's loop.
 """
 
 from typing import Any
@@ -34,9 +37,11 @@ def decode(
     top_p: float,
     stop_on_eos: bool = True,
     check_every: int = 16,
+    runaway_floor: int | None = None,
 ) -> list[torch.Tensor]:
     """Speech tokens for each seed; `text_tokens` is one row with start and stop tokens.
-    Each returned row ends at (and includes) its stop token, if it produced one."""
+    Each returned row ends at (and includes) its stop token, if it produced one; with
+    `runaway_floor`, rows that run far past the stopped half are cut (see above)."""
     from chatterbox.models.t3.inference.t3_hf_backend import T3HuggingfaceBackend
     from transformers.generation.logits_process import (
         MinPLogitsWarper,
@@ -75,6 +80,7 @@ def decode(
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
     generated = torch.full((n, 1), hp.start_speech_token, dtype=torch.long, device=device)
     stopped = torch.zeros(n, dtype=torch.bool, device=device)
+    lengths = torch.zeros(n, dtype=torch.long, device=device)  # tokens up to each stop
     output = step(rows, None)
     for i in range(max_new_tokens):
         logits = output.logits[:, -1, :]
@@ -91,9 +97,17 @@ def decode(
         token = torch.argmax(probs / race, dim=-1, keepdim=True)
         generated = torch.cat([generated, token], dim=1)
         if stop_on_eos:
-            stopped |= token.squeeze(1) == hp.stop_speech_token
-            if (i + 1) % check_every == 0 and bool(stopped.all()):
-                break
+            now = token.squeeze(1) == hp.stop_speech_token
+            lengths = torch.where(now & ~stopped, i + 1, lengths)
+            stopped |= now
+            if (i + 1) % check_every == 0:
+                done = int(stopped.sum())  # the host sync, once per check_every steps
+                if done == n:
+                    break
+                if runaway_floor is not None and 2 * done >= n:
+                    limit = max(runaway_floor, int(1.5 * int(lengths.max())))
+                    if i + 1 >= limit:
+                        break
         embed = t3.speech_emb(token) + t3.speech_pos_emb.get_fixed_embedding(i + 1)
         output = step(embed.repeat_interleave(2, dim=0), output.past_key_values)
     return [_until_stop(row[1:], hp.stop_speech_token) for row in generated]

@@ -1,6 +1,7 @@
 """Best-of-N on the real embedded engine, heard by the real Whisper tiny.en."""
 
 import base64
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -86,9 +87,10 @@ def test_a_batching_engine_makes_its_round_in_one_batch(worker: BestOfN) -> None
     """Chatterbox's English model decodes a round's candidates together: early acceptance
     leaves its batch whole. Its multilingual loop goes seed by seed, so it can stop early."""
     request = GenerateRequest(text=TEXT, accept_score=90)
-    english = ChatterboxEngine(None, WorkerSettings(engine="chatterbox"), "unloaded")
+    unloaded = SimpleNamespace(conds=None)  # no weights: only the batching policy is asked
+    english = ChatterboxEngine(unloaded, WorkerSettings(engine="chatterbox"), "unloaded")
     multilingual = ChatterboxEngine(
-        None, WorkerSettings(engine="chatterbox", chatterbox_multilingual=True), "unloaded"
+        unloaded, WorkerSettings(engine="chatterbox", chatterbox_multilingual=True), "unloaded"
     )
     assert BestOfN(english, worker.validator).groups(request, [4, 5, 6]) == [[4, 5, 6]]
     assert BestOfN(multilingual, worker.validator).groups(request, [4, 5]) == [[4], [5]]

@@ -56,3 +56,52 @@ def test_bad_input_fails_the_job_naming_the_field(worker: BestOfN, tmp_path: Pat
     done = run_handler({"input": {"text": "hi", "n_candidates": 99}}, tmp_path)
     assert done.returncode == 1
     assert "n_candidates: Input should be less than or equal to 10" in done.stdout
+
+
+def test_an_english_only_whisper_refuses_other_languages_before_any_take(
+    worker: BestOfN,
+) -> None:
+    """tiny.en hears German as English: every take would fail every round. The job fails at
+    once, naming the model and the fix, and no candidate is made."""
+    made: list[list[int]] = []
+    synthesize = worker.engine.synthesize_batch
+
+    def counted(request, seeds):  # type: ignore[no-untyped-def]
+        made.append(seeds)
+        return synthesize(request, seeds)
+
+    worker.engine.synthesize_batch = counted  # type: ignore[method-assign]
+    try:
+        answer = handle(
+            {"id": "de", "input": {"text": "Guten Morgen.", "language_id": "de"}}, worker
+        )
+        english_job = {"text": "Good morning.", "language_id": "en-GB", "n_candidates": 1}
+        english = handle({"id": "en", "input": english_job}, worker)
+    finally:
+        del worker.engine.synthesize_batch
+    error = json.loads(answer["error"])
+    assert error["kind"] == "input"
+    assert "hears English only" in error["message"] and "NARRATOR_WHISPER_MODEL" in error["message"]
+    assert "error" not in english and english["passed"]
+    assert len(made) == 1  # the English job's one round; none for German
+
+
+def test_a_keep_audio_folder_that_cannot_be_written_stops_the_worker_at_start(
+    tmp_path: Path,
+) -> None:
+    """Found at start in one line, before the models load, not at the first job."""
+    blocker = tmp_path / "volume"
+    blocker.write_text("a file where the folder should be")
+    done = run_handler({"input": {"text": "Hello.", "n_candidates": 1}}, blocker / "keep")
+    assert done.returncode != 0
+    assert "the worker cannot start: NARRATOR_KEEP_AUDIO_DIR" in done.stderr
+    assert "is not writable" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_audio_that_cannot_be_kept_does_not_fail_its_job(worker: BestOfN, tmp_path: Path) -> None:
+    gone = tmp_path / "keep"
+    gone.write_text("not a folder")  # every write under it fails
+    answer = handle(
+        {"id": "k1", "input": {"text": "Hello there.", "n_candidates": 1}}, worker, gone
+    )
+    assert "error" not in answer and answer["audio_base64"].startswith("UklGR")

@@ -50,6 +50,18 @@ def test_a_volume_clip_is_checked_resampled_and_cached(settings: WorkerSettings)
     assert load_reference("copy.wav", settings, 24000).path == reference.path
 
 
+def test_a_path_that_names_the_voices_folder_twice_says_which_name_to_use(
+    settings: WorkerSettings,
+) -> None:
+    """The old deploy guide's `--voice voices/zen.wav` read voices/voices/zen.wav."""
+    (settings.voices_root / "zen.wav").write_bytes(clip(5.0))
+    twice = r"no such file under .*voices \(paths are relative to that folder: use 'zen.wav'\)"
+    with pytest.raises(InputError, match=twice):
+        load_reference("voices/zen.wav", settings, 24000)
+    with pytest.raises(InputError, match=r"'voices/nobody.wav': no such file under [^(]*$"):
+        load_reference("voices/nobody.wav", settings, 24000)
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -30,6 +30,10 @@ class OutOfMemoryError(RuntimeError):
     """What torch.cuda raises when the GPU is full (matched by its name, as torch's is)."""
 
 
+class AcceleratorError(RuntimeError):
+    """What torch 2.8+ raises for a lost CUDA context (a RuntimeError subclass, as torch's)."""
+
+
 class FailingEngine:
     """The real embedded engine, except that synthesis raises `error` (a fault drill)."""
 
@@ -53,6 +57,37 @@ FAILURES = {
         RuntimeError("CUDA error: device-side assert triggered"),
         TransientError,
         "cuda_error",
+    ),
+    "torch 2.8's AcceleratorError": (
+        AcceleratorError("CUDA error: an illegal memory access was encountered"),
+        TransientError,
+        "cuda_error",
+    ),
+    "cuBLAS through torch": (
+        RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm( handle)`"),
+        TransientError,
+        "cuda_error",
+    ),
+    "cuDNN through torch": (
+        RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR"),
+        TransientError,
+        "cuda_error",
+    ),
+    "CTranslate2 (Whisper) losing the GPU": (
+        RuntimeError("CUDA failed with error unspecified launch failure"),
+        TransientError,
+        "cuda_error",
+    ),
+    "CTranslate2 out of GPU memory": (
+        RuntimeError("CUDA failed with error out of memory"),
+        TransientError,
+        "out_of_memory",
+    ),
+    # a bug that mentions CUDA in passing is not a lost context
+    "a shape bug on the GPU": (
+        RuntimeError("Expected all tensors to be on the same device, cuda:0 and cpu"),
+        PermanentError,
+        "internal_error",
     ),
     "a full disk on the worker": (
         OSError(errno.ENOSPC, "No space left on device", "/runpod-volume/voices/ab12.wav"),
@@ -124,13 +159,18 @@ def test_bad_input_is_an_input_error_on_both_backends(
         assert "voice 'nobody' is not available" in str(found)
 
 
-def test_a_cuda_error_asks_runpod_for_a_new_worker(worker: BestOfN) -> None:
-    faulty = BestOfN(
-        FailingEngine(worker.engine, RuntimeError("CUDA error: an illegal memory access")),
-        worker.validator,
-    )  # type: ignore[arg-type]
+LOST_GPU = [name for name, (_, _, code) in FAILURES.items() if code == "cuda_error"]
+
+
+@pytest.mark.parametrize("failure", LOST_GPU, ids=LOST_GPU)
+def test_a_lost_gpu_asks_runpod_for_a_new_worker(failure: str, worker: BestOfN) -> None:
+    """Every later job on a worker whose CUDA context is gone fails the same way."""
+    faulty = BestOfN(FailingEngine(worker.engine, FAILURES[failure][0]), worker.validator)  # type: ignore[arg-type]
     answer = handle({"id": "j1", "input": REQUEST.model_dump()}, faulty)
     assert answer["refresh_worker"] is True
-    assert "refresh_worker" not in handle(
-        {"id": "j2", "input": {**REQUEST.model_dump(), "voice": "nobody"}}, worker
-    )
+
+
+@pytest.mark.parametrize("failure", sorted(set(FAILURES) - set(LOST_GPU)))
+def test_other_failures_keep_the_worker(failure: str, worker: BestOfN) -> None:
+    faulty = BestOfN(FailingEngine(worker.engine, FAILURES[failure][0]), worker.validator)  # type: ignore[arg-type]
+    assert "refresh_worker" not in handle({"id": "j2", "input": REQUEST.model_dump()}, faulty)
