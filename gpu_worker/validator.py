@@ -66,6 +66,12 @@ def resolve_model(name_or_path: str) -> str:
     (production images bake it in or mount it on a volume instead).
     """
     path = Path(name_or_path).expanduser()
+    looks_like_a_path = path.is_absolute() or name_or_path.startswith((".", "~"))
+    if looks_like_a_path and not path.exists():  # not a hub name ("owner/repo"): no download
+        raise InputError(
+            f"NARRATOR_WHISPER_MODEL {path} does not exist: attach the network volume that "
+            "holds it, or download it there (python -m gpu_worker.weights)"
+        )
     if path.is_dir():
         if not (path / "model.bin").is_file():
             raise InputError(

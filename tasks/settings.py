@@ -22,10 +22,11 @@ class NarratorSettings(BaseSettings):
         env_prefix="NARRATOR_", env_file=".env", extra="ignore", frozen=True
     )
 
-    backend: Literal["local", "runpod"] = Field(
+    backend: Literal["local", "runpod", "elevenlabs"] = Field(
         "local",
         description="Where chunks are generated. local: the worker code in this "
-        "process, on the CPU. runpod: a RunPod serverless endpoint (NARRATOR_RUNPOD_*).",
+        "process, on the CPU. runpod: a RunPod serverless endpoint (NARRATOR_RUNPOD_*). "
+        "elevenlabs: ElevenLabs' text-to-speech API (NARRATOR_ELEVENLABS_*), heard here.",
     )
     cache_dir: str = Field(
         default_factory=_default_cache_dir,
@@ -81,6 +82,42 @@ class NarratorSettings(BaseSettings):
     )
     max_chapter_bytes: int = Field(
         5_000_000, ge=1, description="Largest chapter file accepted (about 800,000 words)."
+    )
+
+    # ElevenLabs (backend = elevenlabs)
+    elevenlabs_api_key: SecretStr | None = Field(
+        None,
+        description="API key. Unset: read from the Prefect Secret block named by "
+        "elevenlabs_api_key_block.",
+    )
+    elevenlabs_api_key_block: str = Field(
+        "elevenlabs-api-key",
+        description="Prefect Secret block holding the API key when "
+        "NARRATOR_ELEVENLABS_API_KEY is unset.",
+    )
+    elevenlabs_base_url: str = Field(
+        "https://api.elevenlabs.io",
+        description="The API's base URL (a proxy, or a local stand-in for tests).",
+    )
+    elevenlabs_model: str = Field(
+        "eleven_multilingual_v2",
+        description="model_id: eleven_multilingual_v2, eleven_flash_v2_5, ...",
+    )
+    elevenlabs_concurrency: int = Field(
+        5,
+        ge=1,
+        le=64,
+        description="Requests in flight until the API's answers tell the plan's own limit "
+        "(its maximum-concurrent-requests header): Creator 5, Pro 10, Scale 15.",
+    )
+    elevenlabs_stability: float = Field(0.5, ge=0, le=1, description="voice_settings.stability")
+    elevenlabs_similarity_boost: float = Field(
+        0.75, ge=0, le=1, description="voice_settings.similarity_boost"
+    )
+    elevenlabs_style: float = Field(0.0, ge=0, le=1, description="voice_settings.style")
+    elevenlabs_speaker_boost: bool = Field(True, description="voice_settings.use_speaker_boost")
+    elevenlabs_timeout: float = Field(
+        180.0, gt=0, description="Seconds one request may take (a 60 s chunk takes 30-60 s)."
     )
 
     # RunPod (backend = runpod)

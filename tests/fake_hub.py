@@ -60,13 +60,16 @@ class FakeHub:
         @app.get("/api/models/{owner}/{name}/tree/{revision}/")
         def tree(owner: str, name: str, revision: str) -> JSONResponse:
             files = self.files(f"{owner}/{name}")
-            return JSONResponse(
-                [
-                    {"type": "file", "path": path, "size": f.stat().st_size,
-                     "oid": git_oid(f.read_bytes())}
-                    for path, f in files.items()
-                ]  # fmt: skip
-            )
+            entries = [
+                {
+                    "type": "file",
+                    "path": path,
+                    "size": f.stat().st_size,
+                    "oid": git_oid(f.read_bytes()),
+                }
+                for path, f in files.items()
+            ]
+            return JSONResponse(entries)
 
         @app.api_route("/{owner}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
         def resolve(owner: str, name: str, revision: str, path: str, request: Request) -> Response:

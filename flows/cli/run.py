@@ -178,8 +178,9 @@ def run(
     backend: Annotated[
         str | None,
         typer.Option(
-            help="Where chunks are generated: local (this machine) or runpod "
-            "(NARRATOR_RUNPOD_* settings) (default: NARRATOR_BACKEND, else local)",
+            help="Where chunks are generated: local (this machine), runpod "
+            "(NARRATOR_RUNPOD_* settings) or elevenlabs (NARRATOR_ELEVENLABS_*; --voice is "
+            "a voice id) (default: NARRATOR_BACKEND, else local)",
             show_default=False,
         ),
     ] = None,
@@ -212,8 +213,8 @@ def run(
     segments.json and validation.json."""
     if on_low_score not in ("flag", "fail"):
         fail(f"--on-low-score must be 'flag' or 'fail', not {on_low_score!r}")
-    if backend not in (None, "local", "runpod"):
-        fail(f"--backend must be 'local' or 'runpod', not {backend!r}")
+    if backend not in (None, "local", "runpod", "elevenlabs"):
+        fail(f"--backend must be 'local', 'runpod' or 'elevenlabs', not {backend!r}")
     cache = str(cache_dir) if cache_dir is not None else None
     overrides = {"local_workers": workers, "cache_dir": cache, "backend": backend}
     settings = narrator_settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -93,6 +93,12 @@ class ChatterboxEngine:
         model_class = ChatterboxMultilingualTTS if multilingual else ChatterboxTTS
         if settings.chatterbox_dir:
             directory = Path(settings.chatterbox_dir)
+            if not directory.is_dir():
+                raise InputError(
+                    f"NARRATOR_CHATTERBOX_DIR {directory} does not exist: attach the network "
+                    "volume that holds the models, or bake them into the image "
+                    "(deployments/runpod.md, step 2)"
+                )
             absent = missing_files(directory, multilingual)
             if absent:
                 raise InputError(

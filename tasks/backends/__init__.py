@@ -3,8 +3,9 @@
 Every backend speaks the worker's wire contract (GenerateRequest in, GenerateResult out),
 so the flow cannot tell them apart.
 
-    LocalBackend    the worker code in this process (embedded CPU engine by default): local.py
-    RunPodBackend   a RunPod serverless endpoint, over its REST API: runpod/
+    LocalBackend       the worker code in this process (embedded CPU engine by default): local.py
+    RunPodBackend      a RunPod serverless endpoint, over its REST API: runpod/
+    ElevenLabsBackend  ElevenLabs' text-to-speech API as the engine, heard here: elevenlabs.py
 
 A failure inside the worker reaches the flow as the same exception from either backend: both
 pass it through gpu_worker.errors' wire form (to_wire, from_wire).
@@ -60,11 +61,14 @@ def open_backend(settings: NarratorSettings, worker: WorkerSettings) -> Backend:
     )
     with _OPEN_LOCK:
         if key not in _OPEN:
-            _OPEN[key] = (
-                LocalBackend(worker, settings.local_workers)
-                if settings.backend == "local"
-                else RunPodBackend(settings, api_key(settings), worker)
-            )
+            if settings.backend == "local":
+                _OPEN[key] = LocalBackend(worker, settings.local_workers)
+            elif settings.backend == "elevenlabs":
+                from tasks.backends.elevenlabs import open_elevenlabs
+
+                _OPEN[key] = open_elevenlabs(settings, worker)
+            else:
+                _OPEN[key] = RunPodBackend(settings, api_key(settings), worker)
         return _OPEN[key]
 
 

@@ -100,5 +100,9 @@ def test_the_same_request_gives_the_same_audio(engine, monkeypatch) -> None:  # 
 
 
 def test_the_token_budget_follows_the_text() -> None:
-    assert engine_module.token_budget("Hi.") == 50 + int(3 * 3 / 8 * 25)
-    assert engine_module.token_budget("x" * 2000) == engine_module.MAX_NEW_TOKENS
+    """Longer text, more tokens, never past the library's ceiling; a usual reading of a
+    chunk always fits (the budget is a slow reading plus two seconds)."""
+    budget, ceiling = engine_module.token_budget, engine_module.MAX_NEW_TOKENS
+    assert 0 < budget("Hi.") < budget("x" * 100) < budget("x" * 250) < ceiling
+    assert budget("x" * 2000) == ceiling
+    assert all(engine_module.typical_tokens("x" * n) < budget("x" * n) for n in (3, 100, 250))

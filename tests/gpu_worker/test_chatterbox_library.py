@@ -237,6 +237,14 @@ def test_a_watermarker_that_did_not_import_is_one_clear_line(
         ChatterboxEngine.load(settings_for(volume, multilingual=False))
 
 
+def test_a_volume_that_is_not_attached_is_one_clear_line(volume: Path, tmp_path: Path) -> None:
+    settings = settings_for(volume, multilingual=False).model_copy(
+        update={"chatterbox_dir": tmp_path / "runpod-volume" / "models" / "chatterbox"}
+    )
+    with pytest.raises(InputError, match=r"does not exist: attach the network volume"):
+        ChatterboxEngine.load(settings)
+
+
 def test_a_model_folder_missing_a_file_names_it(volume: Path, tmp_path: Path) -> None:
     partial = tmp_path / "chatterbox-multilingual"
     partial.mkdir()

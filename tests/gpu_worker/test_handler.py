@@ -105,3 +105,22 @@ def test_audio_that_cannot_be_kept_does_not_fail_its_job(worker: BestOfN, tmp_pa
         {"id": "k1", "input": {"text": "Hello there.", "n_candidates": 1}}, worker, gone
     )
     assert "error" not in answer and answer["audio_base64"].startswith("UklGR")
+
+
+def test_a_whisper_model_path_that_does_not_exist_stops_the_worker_at_start(
+    tmp_path: Path,
+) -> None:
+    """A volume that is not attached: one line naming the path, never a hub download."""
+    env = {**os.environ, "NARRATOR_WHISPER_MODEL": str(tmp_path / "models" / "whisper-small.en")}
+    done = subprocess.run(
+        [sys.executable, "-m", "gpu_worker.handler", "--test_input", '{"input": {"text": "Hi."}}'],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert f"the worker cannot start: NARRATOR_WHISPER_MODEL {tmp_path}" in done.stderr
+    assert "does not exist" in done.stderr and "Traceback" not in done.stderr

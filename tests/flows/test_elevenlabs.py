@@ -1,0 +1,183 @@
+"""The ElevenLabs backend, end to end, against a stand-in for the API over a real socket
+(local_endpoint/elevenlabs.py: the documented contract, real speech): the digest is narrated,
+cached, validated by Whisper here, spread over the plan's concurrency, and follows the
+account when it changes; errors say which; the key goes nowhere but its header."""
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from flows.chapter import NarrationOptions, narrate_chapter
+from gpu_worker.errors import InputError, PermanentError
+from gpu_worker.schema import GenerateRequest, GenerationParams
+from local_endpoint.elevenlabs import FakeElevenLabs
+from tasks.backends import elevenlabs as backend_module
+from tasks.backends.elevenlabs import ElevenLabsEngine, PlanWindow
+from tasks.cast import Cast, Role
+from tasks.settings import NarratorSettings
+
+KEY = "xi_PLANTED_elevenlabs_key_7c2e91d0"
+OPTIONS = NarrationOptions(
+    generation=GenerationParams(n_candidates=1, max_retries=1), validate_chapter=False, formats=[]
+)
+STORIES = [
+    "The harbour council met on Monday and agreed to repair the old sea wall before winter.",
+    "A fishing boat came home late after its engine failed ten miles out in calm water.",
+    "The library will open on Sundays from next month, with a reading hour for children.",
+    "Roadworks on the coast road begin next week and will last until the end of March.",
+    "The school choir won first prize at the county festival with a song about the tide.",
+    "Volunteers planted three hundred trees along the river path over the weekend.",
+    "The ferry timetable changes on Friday, with an extra crossing every evening.",
+    "Tomorrow will be dry and bright, with a light wind from the west and cool nights.",
+]
+
+
+@pytest.fixture
+def fake(
+    serve: Callable[[Any], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> FakeElevenLabs:
+    service = FakeElevenLabs(key=KEY, voices={"narrator-id": "heart", "guest-id": "joe"})
+    for name, value in {
+        "BACKEND": "elevenlabs",
+        "ELEVENLABS_BASE_URL": serve(service.app),
+        "ELEVENLABS_API_KEY": KEY,
+        "CACHE_DIR": str(tmp_path / "cache"),
+    }.items():
+        monkeypatch.setenv(f"NARRATOR_{name}", value)
+    return service
+
+
+def digest(tmp_path: Path, stories: list[str]) -> Path:
+    path = tmp_path / "digest.md"
+    path.write_text("# Today\n\n" + "\n\n".join(stories) + "\n")
+    return path
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_digest_is_narrated_cached_and_edited_for_one_call(
+    fake: FakeElevenLabs, tmp_path: Path
+) -> None:
+    result = narrate_chapter(
+        str(digest(tmp_path, STORIES)), str(tmp_path / "out"), "narrator-id", OPTIONS
+    )
+    assert result.chunks == len(fake.answered()) >= len(STORIES)  # one take each
+    assert result.flagged == [] and result.cache_hits == 0
+    assert {r.voice_id for r in fake.received} == {"narrator-id"}
+    assert all(r.body["model_id"] == "eleven_multilingual_v2" for r in fake.received)
+
+    calls = len(fake.received)
+    narrate_chapter(str(digest(tmp_path, STORIES)), str(tmp_path / "out"), "narrator-id", OPTIONS)
+    assert len(fake.received) == calls  # a rerun makes no API call
+
+    edited = [*STORIES[:3], STORIES[3].replace("next week", "on Thursday"), *STORIES[4:]]
+    narrate_chapter(str(digest(tmp_path, edited)), str(tmp_path / "out"), "narrator-id", OPTIONS)
+    new = fake.received[calls:]
+    assert len(new) == 1 and "on Thursday" in new[0].text
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_lowered_plan_is_absorbed_and_followed(fake: FakeElevenLabs, tmp_path: Path) -> None:
+    """The account drops from 4 requests at once to 2 mid-run: the 429s it answers are
+    waited out, not failed nor stormed, and what follows keeps to 2."""
+    fake.concurrency, fake.latency = 4, 0.6
+
+    def lower() -> None:
+        while len(fake.received) < 3:
+            time.sleep(0.01)
+        fake.concurrency = 2
+
+    threading.Thread(target=lower, daemon=True).start()
+    stories = [*STORIES, *(s.replace("The ", "This year the ", 1) for s in STORIES)]
+    result = narrate_chapter(
+        str(digest(tmp_path, stories)), str(tmp_path / "out"), "narrator-id", OPTIONS
+    )
+
+    assert result.flagged == [] and len(fake.answered()) == result.chunks
+    refused = fake.answered(429)
+    assert refused, "the lowered plan should have refused some requests"
+    assert len(refused) <= result.chunks  # each waited for a slot: no storm
+    after = [r for r in fake.received if r.started > refused[-1].started]
+    assert after and max(r.in_flight for r in after) <= 2
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_each_speaker_is_read_with_their_voice_id(fake: FakeElevenLabs, tmp_path: Path) -> None:
+    chapter = tmp_path / "interview.md"
+    chapter.write_text(
+        "# Interview\n\nThe keeper spoke to our reporter at the lighthouse.\n\n"
+        "GUEST: I have kept this light for forty years.\n\n"
+        "The lamp still turns every night.\n"
+    )
+    cast = Cast(narrator=Role(voice="narrator-id"), speakers={"GUEST": Role(voice="guest-id")})
+    narrate_chapter(str(chapter), str(tmp_path / "out"), None, OPTIONS, cast)
+    voices = {r.text: r.voice_id for r in fake.answered()}
+    assert [v for t, v in voices.items() if "forty years" in t] == ["guest-id"]
+    assert {v for t, v in voices.items() if "forty years" not in t} == {"narrator-id"}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_the_key_appears_in_no_output_log_artifact_or_parameter(
+    fake: FakeElevenLabs, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    narrate_chapter(str(digest(tmp_path, STORIES[:2])), str(out), "narrator-id", OPTIONS)
+    with pytest.raises(PermanentError, match="voice_id nobody was not found") as unknown:
+        narrate_chapter(str(digest(tmp_path, STORIES[2:3])), str(tmp_path / "x"), "nobody", OPTIONS)
+    seen = [("error", str(unknown.value))]
+    for folder in (out, tmp_path / "cache"):
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        seen += [(str(p), p.read_bytes().decode("latin-1")) for p in files]
+    with get_client(sync_client=True) as prefect:
+        for run in prefect.read_flow_runs():
+            seen.append((f"run {run.name}", repr(run.parameters) + repr(run.state)))
+        seen += [("log", entry.message) for entry in prefect.read_logs()]
+        seen += [(f"artifact {a.key}", repr(a.data)) for a in prefect.read_artifacts()]
+    assert len(seen) > 10 and "nobody" in seen[0][1]
+    assert [where for where, text in seen if KEY in text] == []
+    assert all(r.body.get("text") for r in fake.received)  # the key went in a header only
+
+
+def engine(fake_url: str, key: str = KEY) -> ElevenLabsEngine:
+    settings = NarratorSettings(elevenlabs_base_url=fake_url, elevenlabs_timeout=30)
+    return ElevenLabsEngine(settings, key, PlanWindow(settings.elevenlabs_concurrency))
+
+
+@pytest.mark.parametrize(
+    ("setup", "error", "message"),
+    [
+        (lambda f: setattr(f, "key", "another"), PermanentError, "refused the API key"),
+        (lambda f: setattr(f, "characters_left", 3), PermanentError, "out of credits"),
+        (lambda f: f.voices.clear(), InputError, "voice 'narrator-id'.*was not found"),
+    ],
+    ids=["bad key", "out of credits", "unknown voice"],
+)
+def test_what_no_retry_mends_fails_at_once_saying_which(
+    setup: Callable[[FakeElevenLabs], None],
+    error: type[Exception],
+    message: str,
+    serve: Callable[[Any], str],
+) -> None:
+    service = FakeElevenLabs(key=KEY)
+    url = serve(service.app)
+    setup(service)
+    with pytest.raises(error, match=message):
+        engine(url).synthesize(GenerateRequest(text="The tide is out.", voice="narrator-id"), 1)
+    assert len(service.received) == 1  # not retried
+
+
+def test_a_busy_service_is_backed_off_and_the_window_halved(
+    serve: Callable[[Any], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backend_module, "BUSY_DELAYS", (0.01,))
+    service = FakeElevenLabs(key=KEY, busy_first=2)
+    speaker = engine(serve(service.app))
+    audio = speaker.synthesize(GenerateRequest(text="The tide is out.", voice="narrator-id"), 1)
+    assert audio.size > 24000 * 0.5
+    assert [r.status for r in service.received] == [429, 429, 200]
+    assert speaker.characters == len("The tide is out.")  # a refused request is not billed
+    assert int(speaker.window.window) < speaker.window.ceiling  # halved, recovering
