@@ -129,7 +129,10 @@ def narrate_chapter(
         list(cast.speakers) if cast else None,
         lexicon,
     )
-    requests = chunk_requests(prepared.chunks, voice, options.generation, cast, built.library)
+    generation = options.generation
+    if built.backend.name == "elevenlabs" and "n_candidates" not in generation.model_fields_set:
+        generation = generation.model_copy(update={"n_candidates": 1})  # each take is billed
+    requests = chunk_requests(prepared.chunks, voice, generation, cast, built.library)
     jobs = plan_jobs(requests, built.backend)
     stem = output_stem(source)
     storage = built.cache()

@@ -12,7 +12,11 @@ ROOT = Path(__file__).parent.parent
 DEPLOYMENTS = {
     d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
 }
-REQUIRED = {"narrate-chapter": ["source"], "nightly-batch": ["source", "out_dir"]}
+REQUIRED = {
+    "narrate-chapter": ["source"],
+    "narrate-digest-elevenlabs": ["source"],
+    "nightly-batch": ["source", "out_dir"],
+}
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
@@ -34,3 +38,11 @@ def test_the_nightly_batch_runs_at_two_on_a_cron_schedule() -> None:
     (schedule,) = DEPLOYMENTS["nightly-batch"]["schedules"]
     assert schedule["cron"] == "0 2 * * *"
     assert schedule["timezone"] == "{{ $NARRATOR_TIMEZONE }}"
+
+
+def test_the_elevenlabs_deployment_selects_its_backend_for_its_runs() -> None:
+    from tasks.settings import NarratorSettings
+
+    env = DEPLOYMENTS["narrate-digest-elevenlabs"]["job_variables"]["env"]
+    fields = {name.removeprefix("NARRATOR_").lower(): value for name, value in env.items()}
+    assert NarratorSettings(**fields).backend == "elevenlabs"

@@ -96,7 +96,8 @@ def stack(
         fail(str(e))
     err.print(
         f"[bold]Prefect UI:[/] {running.ui_url}\n"
-        f"  deployments: narrate-chapter (Run button), nightly-batch (02:00 daily)\n"
+        f"  deployments: narrate-chapter (Run button), narrate-digest-elevenlabs, "
+        "nightly-batch (02:00 daily)\n"
         f"  from a shell: PREFECT_API_URL={running.api_url} .venv/bin/prefect deployment run "
         "narrate-chapter/narrate-chapter -p source=samples/the-keeper-of-lantern-rock.md\n"
         f"  logs: {running.log_dir}/\n"

@@ -138,7 +138,7 @@ REFUSED = [
     ),
     Refused(
         "unknown backend",
-        "--backend must be 'local' or 'runpod', not 'cloud'",
+        "--backend must be 'local', 'runpod' or 'elevenlabs', not 'cloud'",
         args=("--backend", "cloud"),
     ),
     Refused("output folder is a file", "exists and is not a directory; choose another --out"),
