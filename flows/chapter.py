@@ -130,9 +130,11 @@ def narrate_chapter(
         lexicon,
     )
     generation = options.generation
-    if built.backend.name == "elevenlabs" and "n_candidates" not in generation.model_fields_set:
-        generation = generation.model_copy(update={"n_candidates": 1})  # each take is billed
-    requests = chunk_requests(prepared.chunks, voice, generation, cast, built.library)
+    if built.backend.billed_per_take and "n_candidates" not in generation.model_fields_set:
+        generation = generation.model_copy(update={"n_candidates": 1})  # unless asked for
+    requests = chunk_requests(
+        prepared.chunks, voice, generation, cast, built.library, built.backend.uses_neighbours
+    )
     jobs = plan_jobs(requests, built.backend)
     stem = output_stem(source)
     storage = built.cache()

@@ -68,11 +68,11 @@ class GenerationParams(BaseModel):
 
     @model_serializer(mode="wrap")
     def _omit_unset_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Fields added later (accept_score, respellings) are left out of dumps while unset,
-        so requests (and the chunk cache keys hashed from them) made before they existed
-        stay as they were, and an older worker still takes them."""
+        """Fields added later (accept_score, respellings, the neighbours' text) are left out
+        of dumps while unset, so requests (and the chunk cache keys hashed from them) made
+        before they existed stay as they were, and an older worker still takes them."""
         data: dict[str, Any] = handler(self)
-        for name in ("accept_score", "respellings"):
+        for name in ("accept_score", "respellings", "previous_text", "next_text"):
             if name in data and data[name] in (None, {}):
                 data.pop(name)
         return data
@@ -101,6 +101,15 @@ class GenerateRequest(GenerationParams):
         max_length=100,
         description="Respellings the text holds from a pronunciation lexicon, as "
         "{respelling: word}: a take heard saying the word itself is a match too.",
+    )
+    previous_text: str | None = Field(
+        None,
+        max_length=MAX_TEXT_CHARS,
+        description="The same speaker's chunk before this one, for engines that carry "
+        "prosody across chunks (ElevenLabs); never part of the cache key.",
+    )
+    next_text: str | None = Field(
+        None, max_length=MAX_TEXT_CHARS, description="The same speaker's next chunk (as above)."
     )
 
 

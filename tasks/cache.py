@@ -97,11 +97,14 @@ def entry_problem(audio: ChunkAudio) -> str | None:
 
 
 def cache_key(request: GenerateRequest, backend_identity: str, voice: str | None = None) -> str:
-    """sha256 over the request (minus the reference clip's URL), the clip's own fingerprint
-    and the backend's identity."""
+    """sha256 over the request, the clip's own fingerprint and the backend's identity. Left
+    out: the clip's URL (the fingerprint stands for it) and the neighbours' text, which only
+    smooths prosody across a join: editing one sentence re-asks its chunk, not three."""
     payload = {
         "format": CACHE_FORMAT,
-        "request": request.model_dump(mode="json", exclude={"audio_prompt_url"}),
+        "request": request.model_dump(
+            mode="json", exclude={"audio_prompt_url", "previous_text", "next_text"}
+        ),
         "reference_audio": voice,
         "backend": backend_identity,
     }

@@ -38,13 +38,16 @@ def chunk_requests(
     generation: GenerationParams,
     cast: Cast | None,
     library: VoiceLibrary,
+    neighbours: bool = False,
 ) -> list[GenerateRequest]:
     """What to ask the backend for each chunk: its text, in its speaker's voice, with its
-    role's settings over the run's (each voice is looked up in the library once)."""
+    role's settings over the run's (each voice is looked up in the library once). With
+    `neighbours`, each request also carries the text of the chunks just before and after
+    it when the same speaker reads them (for an engine that continues prosody across them)."""
     roles = cast or Cast()
     resolved: dict[str | None, VoiceFields] = {}
     requests = []
-    for chunk in chunks:
+    for i, chunk in enumerate(chunks):
         role = roles.role(chunk.speaker)
         name = role.voice or voice
         if name not in resolved:
@@ -57,5 +60,14 @@ def chunk_requests(
             "text": chunk.text,
             "respellings": chunk.respellings,
         }
+        if neighbours:
+            fields["previous_text"] = _same_speaker(chunks, i - 1, chunk.speaker)
+            fields["next_text"] = _same_speaker(chunks, i + 1, chunk.speaker)
         requests.append(GenerateRequest(**fields))
     return requests
+
+
+def _same_speaker(chunks: list[Chunk], i: int, speaker: str | None) -> str | None:
+    if 0 <= i < len(chunks) and chunks[i].speaker == speaker:
+        return chunks[i].text
+    return None

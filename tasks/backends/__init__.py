@@ -23,6 +23,8 @@ from tasks.settings import NarratorSettings
 
 class Backend(Protocol):
     name: str
+    billed_per_take: bool  # every candidate costs money: 1 candidate unless asked for more
+    uses_neighbours: bool  # requests carry the neighbouring chunks' text (previous/next_text)
 
     def identity(self, voice: str | None) -> str:
         """Everything about the backend that changes the audio for `voice` (cache key part)."""

@@ -160,6 +160,9 @@ class ElevenLabsEngine:
             "voice_settings": {**self.voice_settings, "speed": 1.0},
             "seed": seed % 4_294_967_296,
         }
+        for neighbour in ("previous_text", "next_text"):  # prosody that flows across joins
+            if getattr(request, neighbour):
+                body[neighbour] = getattr(request, neighbour)
         pcm = self._speak(request.voice, body)
         return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
@@ -259,6 +262,8 @@ class ElevenLabsBackend(LocalBackend):
     by as many threads as the plan lets requests run."""
 
     name = "elevenlabs"
+    billed_per_take = True  # by the character, every take
+    uses_neighbours = True  # previous_text / next_text carry prosody across joins
 
     def __init__(self, settings: NarratorSettings, key: str, worker: WorkerSettings) -> None:
         self.window = PlanWindow(settings.elevenlabs_concurrency)

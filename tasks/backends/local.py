@@ -17,6 +17,8 @@ class LocalBackend:
     (engine + Whisper model), created on first use and kept for the life of the process."""
 
     name = "local"
+    billed_per_take = False
+    uses_neighbours = False
 
     def __init__(
         self,

@@ -69,6 +69,10 @@ def test_a_digest_is_narrated_cached_and_edited_for_one_call(
     assert result.flagged == [] and result.cache_hits == 0
     assert {r.voice_id for r in fake.received} == {"narrator-id"}
     assert all(r.body["model_id"] == "eleven_multilingual_v2" for r in fake.received)
+    by_text = {r.text: r.body for r in fake.answered()}
+    harbour, boat = (next(t for t in by_text if word in t) for word in ("harbour", "fishing"))
+    assert by_text[boat]["previous_text"] == harbour  # prosody continues across the join
+    assert by_text[harbour]["next_text"] == boat
 
     calls = len(fake.received)
     narrate_chapter(str(digest(tmp_path, STORIES)), str(tmp_path / "out"), "narrator-id", OPTIONS)
@@ -118,6 +122,8 @@ def test_each_speaker_is_read_with_their_voice_id(fake: FakeElevenLabs, tmp_path
     voices = {r.text: r.voice_id for r in fake.answered()}
     assert [v for t, v in voices.items() if "forty years" in t] == ["guest-id"]
     assert {v for t, v in voices.items() if "forty years" not in t} == {"narrator-id"}
+    guest = next(r.body for r in fake.answered() if "forty years" in r.text)
+    assert "previous_text" not in guest and "next_text" not in guest  # another voice's lines
 
 
 @pytest.mark.usefixtures("prefect_server")

@@ -28,6 +28,15 @@ def test_the_key_changes_with_anything_that_changes_the_audio() -> None:
     assert cache_key(REQUEST, "engine B") != base
 
 
+def test_the_neighbours_text_goes_to_the_engine_but_not_into_the_key() -> None:
+    """It only smooths prosody across a join: an edit re-asks its own chunk, not three; a
+    request without neighbours dumps as before they existed (old keys still hit)."""
+    near = REQUEST.model_copy(update={"previous_text": "Before it.", "next_text": "After it."})
+    assert cache_key(near, "engine A") == cache_key(REQUEST, "engine A")
+    assert near.model_dump()["previous_text"] == "Before it."
+    assert not {"previous_text", "next_text"} & set(REQUEST.model_dump())
+
+
 class Endpoint:
     """A stand-in for a remote endpoint (the hosted RunPod API is out of reach here): it
     fails transiently `failures` times, then serves the real worker's result."""

@@ -33,3 +33,20 @@ def test_each_chunk_is_read_by_its_speaker_with_its_roles_settings(tmp_path: Pat
         (None, "heart", default, 0.3),
     ]
     assert [r.text for r in requests] == [c.text for c in chunks]
+
+
+def test_neighbours_are_the_same_speakers_chunks_only(tmp_path: Path) -> None:
+    text = "The ferry left at dawn.\n\nThe gulls followed.\n\nTOM: Hold on.\n\nThe sea was calm.\n"
+    chunks = make_chunks(text, ChunkingOptions(min_chars=5, target_chars=40), ["Tom"])
+    assert [c.speaker for c in chunks] == [None, None, "Tom", None]
+    library = VoiceLibrary(str(tmp_path / "empty-library"))
+    cast = read_cast(CAST, "c.toml")
+    plain = chunk_requests(chunks, None, GenerationParams(), cast, library)
+    near = chunk_requests(chunks, None, GenerationParams(), cast, library, neighbours=True)
+    assert all(r.previous_text is None and r.next_text is None for r in plain)
+    assert [(r.previous_text, r.next_text) for r in near] == [
+        (None, chunks[1].text),
+        (chunks[0].text, None),  # the next chunk is Tom's
+        (None, None),
+        (None, None),  # the chunk before is Tom's
+    ]

@@ -47,6 +47,8 @@ class RunPodBackend:
     """
 
     name = "runpod"
+    billed_per_take = False  # by the GPU second: best-of-N decodes a round together
+    uses_neighbours = False
     attempts = 5  # per HTTP call, for 429 / 5xx / connection errors
     first_poll = 0.1  # seconds between polls of a job past its expected end
     closest_poll = 0.02  # ... and of a job that has just reached it
