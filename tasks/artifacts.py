@@ -66,6 +66,12 @@ def summary(
             else ""
         ),
     ]
+    if backend == "elevenlabs":
+        asked = [r for r in records if not r["cache_hit"]]
+        lines.append(
+            f"- **Characters billed**: {sum(r['characters_sent'] for r in asked):,} for "
+            f"{len(asked)} chunks asked ({len(records) - len(asked)} from cache cost nothing)"
+        )
     return "\n".join(lines)
 
 

@@ -100,6 +100,8 @@ def chunk_record(chunk: Chunk, placement: Placement, outcome: ChunkOutcome) -> d
         "attempts": 0 if outcome.cached else audio.attempts,
         "generated_seconds": audio.duration_seconds,
         "candidates": [c.model_dump() for c in audio.candidates],
+        # what a backend billed by the character (ElevenLabs) charged: every take made
+        "characters_sent": 0 if outcome.cached else len(chunk.text) * len(audio.candidates),
     }
 
 

@@ -3,6 +3,7 @@
 cached, validated by Whisper here, spread over the plan's concurrency, and follows the
 account when it changes; errors say which; the key goes nowhere but its header."""
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -74,9 +75,15 @@ def test_a_digest_is_narrated_cached_and_edited_for_one_call(
     assert by_text[boat]["previous_text"] == harbour  # prosody continues across the join
     assert by_text[harbour]["next_text"] == boat
 
+    billed = json.loads(Path(result.metadata).read_text())["chunks"]
+    assert sum(c["characters_sent"] for c in billed) == sum(len(r.text) for r in fake.answered())
+
     calls = len(fake.received)
-    narrate_chapter(str(digest(tmp_path, STORIES)), str(tmp_path / "out"), "narrator-id", OPTIONS)
+    source = str(digest(tmp_path, STORIES))
+    again = narrate_chapter(source, str(tmp_path / "out"), "narrator-id", OPTIONS)
     assert len(fake.received) == calls  # a rerun makes no API call
+    rerun = json.loads(Path(again.metadata).read_text())["chunks"]
+    assert sum(c["characters_sent"] for c in rerun) == 0
 
     edited = [*STORIES[:3], STORIES[3].replace("next week", "on Thursday"), *STORIES[4:]]
     narrate_chapter(str(digest(tmp_path, edited)), str(tmp_path / "out"), "narrator-id", OPTIONS)
