@@ -88,7 +88,7 @@ class PlanWindow:
         with self._changed:
             if maximum >= 1 and maximum != self.ceiling:
                 self.ceiling = maximum
-                self._set(min(self.window, maximum) if self.window > maximum else self.window)
+                self._set(min(self.window, float(maximum)))  # a larger plan: grow into it
 
     def full(self) -> None:
         """429 too_many_concurrent_requests: the account has fewer slots than this process
