@@ -94,6 +94,12 @@ def map_chunks(
         for outcome in outcomes.values():
             progress.finished(outcome)
     missing = [job for job in jobs if job.index not in outcomes]
+    if backend.billed_per_take and missing:  # before spending: what this run will cost
+        estimate = sum(len(job.request.text) * job.request.n_candidates for job in missing)
+        get_logger("narrator").info(
+            "%s: %d of %d chunks to generate, about %s characters billed (one round; "
+            "retried takes cost more)", backend.name, len(missing), len(jobs), f"{estimate:,}"
+        )  # fmt: skip
     backend.prepare(len(missing))
     task = generate_chunk.with_options(
         result_storage=task_storage(storage),

@@ -61,7 +61,7 @@ def digest(tmp_path: Path, stories: list[str]) -> Path:
 
 @pytest.mark.usefixtures("prefect_server")
 def test_a_digest_is_narrated_cached_and_edited_for_one_call(
-    fake: FakeElevenLabs, tmp_path: Path
+    fake: FakeElevenLabs, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     result = narrate_chapter(
         str(digest(tmp_path, STORIES)), str(tmp_path / "out"), "narrator-id", OPTIONS
@@ -76,6 +76,8 @@ def test_a_digest_is_narrated_cached_and_edited_for_one_call(
     assert by_text[harbour]["next_text"] == boat
 
     billed = json.loads(Path(result.metadata).read_text())["chunks"]
+    estimate = sum(len(r.text) for r in fake.answered())  # one take each, as estimated
+    assert f"about {estimate:,} characters billed" in caplog.text
     assert sum(c["characters_sent"] for c in billed) == sum(len(r.text) for r in fake.answered())
 
     calls = len(fake.received)
