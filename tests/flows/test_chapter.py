@@ -130,6 +130,8 @@ class Endpoint:
     jobs fail permanently for some texts and are served by the real worker otherwise."""
 
     name = "endpoint"
+    billed_per_take = False  # the Backend protocol's, as RunPod's
+    uses_neighbours = False
 
     def __init__(self, worker: BestOfN, refuse: set[str]) -> None:
         self.worker, self.refuse = worker, refuse

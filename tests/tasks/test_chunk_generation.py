@@ -42,6 +42,8 @@ class Endpoint:
     fails transiently `failures` times, then serves the real worker's result."""
 
     name = "flaky-endpoint"
+    billed_per_take = False  # the Backend protocol's, as RunPod's
+    uses_neighbours = False
 
     def __init__(self, worker: BestOfN, failures: int, error: Exception) -> None:
         self.worker, self.failures, self.error, self.calls = worker, failures, error, 0
