@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 
+from bench.elevenlabs_digest import STORIES
 from flows.chapter import NarrationOptions, narrate_chapter
 from gpu_worker.errors import InputError, PermanentError
 from gpu_worker.schema import GenerateRequest, GenerationParams
@@ -26,16 +27,6 @@ KEY = "xi_PLANTED_elevenlabs_key_7c2e91d0"
 OPTIONS = NarrationOptions(
     generation=GenerationParams(n_candidates=1, max_retries=1), validate_chapter=False, formats=[]
 )
-STORIES = [
-    "The harbour council met on Monday and agreed to repair the old sea wall before winter.",
-    "A fishing boat came home late after its engine failed ten miles out in calm water.",
-    "The library will open on Sundays from next month, with a reading hour for children.",
-    "Roadworks on the coast road begin next week and will last until the end of March.",
-    "The school choir won first prize at the county festival with a song about the tide.",
-    "Volunteers planted three hundred trees along the river path over the weekend.",
-    "The ferry timetable changes on Friday, with an extra crossing every evening.",
-    "Tomorrow will be dry and bright, with a light wind from the west and cool nights.",
-]
 
 
 @pytest.fixture

@@ -14,8 +14,10 @@ from gpu_worker.handler import handle
 ROOT = Path(__file__).parents[2]
 
 
-def run_handler(job: dict, keep: Path) -> subprocess.CompletedProcess[str]:
+def run_handler(job: dict, keep: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """The SDK's local runner on `job`, keeping audio in `keep`, with NARRATOR_* `settings`."""
     env = {**os.environ, "NARRATOR_KEEP_AUDIO_DIR": str(keep)}
+    env.update({f"NARRATOR_{name.upper()}": value for name, value in settings.items()})
     return subprocess.run(
         [sys.executable, "-m", "gpu_worker.handler", "--test_input", json.dumps(job)],
         cwd=ROOT,
@@ -111,16 +113,8 @@ def test_a_whisper_model_path_that_does_not_exist_stops_the_worker_at_start(
     tmp_path: Path,
 ) -> None:
     """A volume that is not attached: one line naming the path, never a hub download."""
-    env = {**os.environ, "NARRATOR_WHISPER_MODEL": str(tmp_path / "models" / "whisper-small.en")}
-    done = subprocess.run(
-        [sys.executable, "-m", "gpu_worker.handler", "--test_input", '{"input": {"text": "Hi."}}'],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    missing = str(tmp_path / "models" / "whisper-small.en")
+    done = run_handler({"input": {"text": "Hi."}}, tmp_path / "keep", whisper_model=missing)
     assert done.returncode != 0
     assert f"the worker cannot start: NARRATOR_WHISPER_MODEL {tmp_path}" in done.stderr
     assert "does not exist" in done.stderr and "Traceback" not in done.stderr
