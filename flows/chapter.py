@@ -8,6 +8,7 @@ phase 3   verify_audio, validate_chapter   check it, re-hear it
           publish                          every output moved into place, or none
 """
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,20 +21,23 @@ from pydantic import BaseModel, Field
 from flows.map_chunks import listening, map_chunks
 from flows.parameters import checked_flow
 from flows.services import Services, services
+from gpu_worker.errors import InputError
 from gpu_worker.redaction import CredentialFree
 from tasks.artifacts import artifact_key, publish_artifacts, summary
 from tasks.audio import concatenate_chapter
 from tasks.backends import cancel_remote_jobs
+from tasks.cache import ChunkJob
 from tasks.cast import Cast
 from tasks.chunk_generation import ChunkOutcome, plan_jobs
 from tasks.encode import encode_outputs, markers
 from tasks.options import NarrationOptions
 from tasks.outputs import OutputDir
 from tasks.reports import header, write_reports
-from tasks.storage import output_stem
+from tasks.storage import is_s3, output_stem
+from tasks.takes import TAKES, Edits, TakePlan, TakesFile, check_indices, parse_takes
 from tasks.text import PreparedText, prepare_text
 from tasks.text.lexicon import Lexicon
-from tasks.validation import validate_chapter
+from tasks.validation import ChunkFinding, validate_chapter
 from tasks.verify import verify_audio
 from tasks.voice_resolution import chunk_requests
 
@@ -79,6 +83,8 @@ class Run:
     output: OutputDir
     stem: str
     storage: Path | str  # the chunk cache, where each chunk's audio is read from to join it
+    takes: TakesFile | None = None  # takes.json, published with the chapter
+    known: dict[int, ChunkFinding] | None = None  # the check need not hear these again
 
 
 def _cancel_remote_jobs(flow: Any, flow_run: Any, state: Any) -> None:
@@ -119,8 +125,35 @@ def narrate_chapter(
         lexicon: How to say names and rare words: {"Hermione": "Her-my-oh-nee"}, over the
             `lexicon.toml` beside the chapter, if any (see tasks/text/lexicon.py).
     """
+    return narrate(source, out_dir, voice, options, cast, lexicon)
+
+
+@dataclass(frozen=True)
+class Review:
+    """A redo of a chapter as it was published (flows/redo.py): what to change, and what
+    of the published set still holds for the chunks that do not change."""
+
+    edits: Edits
+    source_sha256: str  # the text it was narrated from: a redo of other text is refused
+    first_takes: dict[str, dict[str, Any]]  # take records from metadata.json, by cache key
+    published_keys: list[str]  # each chunk's cache key as published
+    findings: list[ChunkFinding] | None  # what the published check heard, per chunk
+
+
+def narrate(
+    source: str,
+    out_dir: str | None,
+    voice: str | None,
+    options: NarrationOptions,
+    cast: Cast | None,
+    lexicon: Lexicon | None,
+    review: Review | None = None,
+) -> ChapterResult:
+    """The chapter flows' steps: narrate_chapter's, and redo_chunks' with a `review`."""
     built = services()
     settings = built.settings
+    # kept absolute in metadata.json: a redo may run in another directory
+    source = str(Path(source).absolute()) if source and not is_s3(source) else source
     prepared = prepare_text(
         source,
         options.chunking,
@@ -129,20 +162,49 @@ def narrate_chapter(
         list(cast.speakers) if cast else None,
         lexicon,
     )
+    if review and hashlib.sha256(prepared.text.encode()).hexdigest() != review.source_sha256:
+        raise InputError(
+            f"{source} has changed since this chapter was narrated: its chunks are not the "
+            "ones reviewed; narrate it again with `narrator run` (chosen and kept takes of "
+            "unchanged chunks stay)"
+        )
     generation = options.generation
     if built.backend.billed_per_take and "n_candidates" not in generation.model_fields_set:
         generation = generation.model_copy(update={"n_candidates": 1})  # unless asked for
     requests = chunk_requests(
         prepared.chunks, voice, generation, cast, built.library, built.backend.uses_neighbours
     )
+    if review:
+        check_indices(review.edits, len(requests))
     jobs = plan_jobs(requests, built.backend)
     stem = output_stem(source)
     storage = built.cache()
     # before any chunk is generated, so an unusable or busy output location costs nothing
     output = built.output(out_dir or str(Path("out") / stem))
     try:
-        outcomes = map_chunks(jobs, built.backend, storage, settings, options, stem)
-        run = Run(voice, cast, options, built, output, stem, storage)
+        published = output.read_published(TAKES)
+        takes = TakePlan(
+            parse_takes(published, f"{output.final}/{TAKES}"), review.edits if review else None
+        )
+        if published is not None or review:
+            jobs = plan_jobs(requests, built.backend, takes.take_for)
+            takes.unmatched()
+        outcomes = map_chunks(
+            jobs,
+            built.backend,
+            storage,
+            settings,
+            options,
+            stem,
+            kept=takes.kept(),
+            generate_only=review.edits.redo if review else None,
+        )
+        for outcome in outcomes:
+            takes.record(outcome.job, outcome.audio)
+        if review:
+            takes.fill(review.first_takes)
+        known = unchanged_findings(jobs, review)
+        run = Run(voice, cast, options, built, output, stem, storage, takes.file(), known)
         result = assemble(prepared, outcomes, run)
     except BaseException as e:
         full = output.full_disk(e)
@@ -159,6 +221,17 @@ def narrate_chapter(
         result.audio,
     )
     return result
+
+
+def unchanged_findings(jobs: list[ChunkJob], review: Review | None) -> dict[int, ChunkFinding]:
+    """What the published check heard of each chunk whose audio a redo leaves as it was."""
+    if review is None or review.findings is None:
+        return {}
+    return {
+        job.index: finding
+        for job, key, finding in zip(jobs, review.published_keys, review.findings, strict=False)
+        if job.cache_key == key and finding.index == job.index
+    }
 
 
 def speed(speaker: str | None, run: Run) -> float:
@@ -204,6 +277,7 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
             run.services.worker,
             output.path("validation.json"),
             artifact_key(stem, "validation"),
+            run.known,
         )
         if options.validate_chapter
         else None
@@ -218,6 +292,8 @@ def assemble(prepared: PreparedText, outcomes: list[ChunkOutcome], run: Run) -> 
     built = run.services
     settings = {**built.settings.model_dump(mode="json"), **built.worker.model_dump(mode="json")}
     description = header(prepared, outcomes, built.backend, options, run.voice, run.cast, settings)
+    if run.takes is not None:
+        output.write_text(TAKES, run.takes.model_dump_json(indent=2))
     records = write_reports(
         output, stem, prepared.chunks, placements, outcomes, check, validation, description
     )

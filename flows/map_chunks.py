@@ -10,7 +10,7 @@ collects the reference cycles futures leave every COLLECT_EVERY chunks (docs/PER
 import gc
 import queue
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -22,7 +22,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture
 from prefect.logging import get_logger
 
-from gpu_worker.errors import PermanentError, ValidationFailed
+from gpu_worker.errors import InputError, PermanentError, ValidationFailed
 from gpu_worker.redaction import redact
 from tasks.artifacts import artifact_key
 from tasks.backends import Backend
@@ -67,16 +67,23 @@ def map_chunks(
     settings: NarratorSettings,
     options: NarrationOptions,
     stem: str,
+    kept: Collection[int] = (),
+    generate_only: Collection[int] | None = None,
 ) -> list[ChunkOutcome]:
     """Reuse every cached chunk, map one generation task per other chunk and wait for all
     of them; fail naming every chunk that failed (after the others have finished, so their
     audio is cached for the rerun). A progress artifact follows the chunks as they finish.
     Outcomes keep no audio (concatenation reads it from the cache), except a chunk the
-    cache could not store (a full disk): its audio is kept, not lost."""
+    cache could not store (a full disk): its audio is kept, not lost.
+
+    Chunks in `kept` (takes a person chose to keep) are read from the cache even when
+    `options.refresh_cache` says to regenerate. With `generate_only` (a redo), a run that
+    would have to generate any other chunk is refused before it generates anything."""
     progress = progress_listener.get()
     if progress:
         progress.planned(len(jobs))
-    cached = CacheLookup({}, {}) if options.refresh_cache else find_cached(jobs, storage)
+    looked_up = [job for job in jobs if job.index in kept] if options.refresh_cache else jobs
+    cached = find_cached(looked_up, storage) if looked_up else CacheLookup({}, {})
     outcomes = {
         job.index: ChunkOutcome(job, cached.found[job.index], cached=True)
         for job in jobs
@@ -94,6 +101,13 @@ def map_chunks(
         for outcome in outcomes.values():
             progress.finished(outcome)
     missing = [job for job in jobs if job.index not in outcomes]
+    if generate_only is not None:
+        others = sorted(job.index for job in missing if job.index not in generate_only)
+        if others:
+            raise InputError(
+                f"chunks {others} are no longer in the chunk cache at {storage}: a redo "
+                "would read them anew too; narrate the chapter again with `narrator run`"
+            )
     if backend.billed_per_take and missing:  # before spending: what this run will cost
         estimate = sum(len(job.request.text) * job.request.n_candidates for job in missing)
         get_logger("narrator").info(

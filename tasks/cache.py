@@ -45,6 +45,7 @@ class ChunkJob:
     index: int
     request: GenerateRequest
     cache_key: str
+    take: int = 0  # which reading of the chunk (tasks/takes.py); 0: its first
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ Prefect's result store, which is the chunk cache.
 import base64
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from tasks.cache import (
     not_written,
     wav_problem,
 )
+from tasks.takes import retake
 
 
 def integrity_problems(samples: np.ndarray, rate: int, result: GenerateResult) -> list[str]:
@@ -46,9 +48,14 @@ def integrity_problems(samples: np.ndarray, rate: int, result: GenerateResult) -
     return ["clipped"] if clipped > qc.MAX_CLIPPED_FRACTION else []
 
 
-def plan_jobs(requests: list[GenerateRequest], backend: Backend) -> list[ChunkJob]:
+def plan_jobs(
+    requests: list[GenerateRequest],
+    backend: Backend,
+    take_for: Callable[[ChunkJob], int] | None = None,
+) -> list[ChunkJob]:
     """One job per chunk request, with its cache key. The backend's identity and a reference
-    clip's fingerprint are looked up once per voice."""
+    clip's fingerprint are looked up once per voice. `take_for` (tasks/takes.py TakePlan)
+    says, from a chunk's take-0 job, which take of it to ask for instead."""
     identities: dict[str | None, str] = {}
     fingerprints: dict[str, str] = {}
     jobs = []
@@ -58,8 +65,13 @@ def plan_jobs(requests: list[GenerateRequest], backend: Backend) -> list[ChunkJo
         reference = request.audio_prompt_url
         if reference and reference not in fingerprints:
             fingerprints[reference] = backend.voice_fingerprint(reference)
-        key = cache_key(request, identities[request.voice], fingerprints.get(reference or ""))
-        jobs.append(ChunkJob(index, request, key))
+        identity, clip = identities[request.voice], fingerprints.get(reference or "")
+        job = ChunkJob(index, request, cache_key(request, identity, clip))
+        take = take_for(job) if take_for else 0
+        if take:
+            again = retake(request, take)
+            job = ChunkJob(index, again, cache_key(again, identity, clip), take)
+        jobs.append(job)
     return jobs
 
 

@@ -138,6 +138,10 @@ class OutputDir:
                     self._delete_uri(uri)
         self._lock.release()
 
+    def read_published(self, name: str) -> bytes | None:
+        """A file of the set published here before this run (None: there is none)."""
+        return self._read(name)
+
     def full_disk(self, error: BaseException) -> StorageFull | None:
         """`error` as "disk full at <folder>" when this run's files found no room: an OSError
         saying so, or any failure (an encoder's, libsndfile's) while the staging folder's

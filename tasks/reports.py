@@ -90,6 +90,7 @@ def chunk_record(chunk: Chunk, placement: Placement, outcome: ChunkOutcome) -> d
         "gain_db": placement.gain_db,
         "cache_hit": outcome.cached,
         "cache_key": outcome.job.cache_key,
+        "take": outcome.job.take,
         "best_score": audio.best_score,
         "passed": audio.passed,
         "reasons": audio.reasons,

@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import cache
@@ -57,6 +58,11 @@ class ChunkFinding:
     flags: list[str]
     heard: str
     rechecked: bool = False  # flagged in the chapter, then heard again on its own
+
+
+def read_findings(raw: bytes) -> list[ChunkFinding]:
+    """The findings of a published validation.json, per chunk."""
+    return [ChunkFinding(**f) for f in json.loads(raw)["chunks"]]
 
 
 @dataclass(frozen=True)
@@ -186,13 +192,24 @@ def validate(
     placements: list[Placement],
     validator: Validator,
     window: float = WINDOW_SECONDS,
+    known: Mapping[int, ChunkFinding] | None = None,
 ) -> ChapterValidation:
+    """The chapter heard window by window. A window whose every chunk is in `known` (what an
+    earlier check heard of audio that has not changed since: a redo's other chunks) is not
+    heard again; its findings are moved to where its chunks are now."""
     started = time.perf_counter()
+    known = known or {}
+
+    def hear(w: Window) -> list[ChunkFinding]:
+        span = range(w.first, w.last + 1)
+        if all(i in known for i in span):
+            return [
+                replace(known[i], start=placements[i].start, end=placements[i].end) for i in span
+            ]
+        return hear_window(path, w, chunks, placements, validator)
+
     with ThreadPoolExecutor(validator.workers) as pool:
-        heard = pool.map(
-            lambda w: hear_window(path, w, chunks, placements, validator),
-            windows(placements, window),
-        )
+        heard = pool.map(hear, windows(placements, window))
         findings = [finding for window in heard for finding in window]
     seconds = time.perf_counter() - started
     errors = sum(f.deletions + f.insertions + f.substitutions for f in findings)
@@ -254,10 +271,12 @@ def validate_chapter(
     settings: WorkerSettings,
     json_path: Path,
     artifact: str,
+    known: Mapping[int, ChunkFinding] | None = None,
 ) -> ChapterValidation:
     """Transcribe the chapter, compare it with the text, write the JSON report beside the
-    audio and publish it as the Prefect artifact `artifact` (a key)."""
-    result = validate(path, chunks, placements, _validator(settings))
+    audio and publish it as the Prefect artifact `artifact` (a key). Windows whose chunks
+    are all `known` are not heard again (see `validate`)."""
+    result = validate(path, chunks, placements, _validator(settings), known=known)
     json_path.write_text(json.dumps(asdict(result), indent=2, ensure_ascii=False))
     create_markdown_artifact(
         report(result),

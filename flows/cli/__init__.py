@@ -3,6 +3,8 @@
     narrator run CHAPTER [--out DIR] [options]     narrate one chapter file      (run.py)
     narrator voices add|list|show|remove           the voice library             (voices.py)
     narrator words CHAPTER                         names and rare words to check (words.py)
+    narrator review OUT_DIR                        a page to hear, redo and keep chunks
+    narrator redo OUT_DIR --chunks 12,40           new takes of those chunks  (review.py)
     narrator endpoint                              a local RunPod-compatible endpoint
     narrator stack                                 Prefect server, deployments and a worker
                                                                                  (servers.py)
@@ -14,10 +16,10 @@ when a command runs; its console output is kept to warnings unless --verbose (th
 progress, and every log line still reaches the Prefect API for the UI).
 """
 
-from flows.cli import run, servers, voices, words
+from flows.cli import review, run, servers, voices, words
 from flows.cli.common import app
 
-__all__ = ["app", "main", "run", "servers", "voices", "words"]
+__all__ = ["app", "main", "review", "run", "servers", "voices", "words"]
 
 
 def main() -> None:
