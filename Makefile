@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAMPLE := samples/the-keeper-of-lantern-rock.md
 
-.PHONY: sample test lint setup stack clean chatterbox-test
+.PHONY: sample test lint setup stack clean chatterbox-test browser
 
 $(BIN)/narrator: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,16 @@ lint: setup
 	$(BIN)/ruff format --check flows tasks gpu_worker local_endpoint tests bench eval deployments
 	$(BIN)/mypy
 
-test: lint  ## install, lint, type-check, then run the whole test suite
+test: lint browser  ## install, lint, type-check, then run the whole test suite
 	$(BIN)/pytest
+
+# The review page's browser test drives Debian's chromium through Debian's chromedriver.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null || \
+		  { apt-get update -q >/dev/null && \
+		    apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }; } || \
+		{ echo "make test: could not install chromium and chromium-driver (run as root, or install them)"; exit 1; }
 
 # The CPU tier: the worker against the real chatterbox-tts 0.1.7 code, with tiny random
 # models (tests/gpu_worker/test_chatterbox_library.py). Its own venv: chatterbox pins numpy < 2

@@ -134,6 +134,7 @@ class Review:
     of the published set still holds for the chunks that do not change."""
 
     edits: Edits
+    backend: str  # the backend it was narrated on: another's cache keys all differ
     source_sha256: str  # the text it was narrated from: a redo of other text is refused
     first_takes: dict[str, dict[str, Any]]  # take records from metadata.json, by cache key
     published_keys: list[str]  # each chunk's cache key as published
@@ -167,6 +168,11 @@ def narrate(
             f"{source} has changed since this chapter was narrated: its chunks are not the "
             "ones reviewed; narrate it again with `narrator run` (chosen and kept takes of "
             "unchanged chunks stay)"
+        )
+    if review and built.backend.name != review.backend:
+        raise InputError(
+            f"this chapter was narrated on the {review.backend} backend, and this run uses "
+            f"{built.backend.name}: redo it on {review.backend} (--backend, NARRATOR_BACKEND)"
         )
     generation = options.generation
     if built.backend.billed_per_take and "n_candidates" not in generation.model_fields_set:

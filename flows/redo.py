@@ -67,12 +67,14 @@ def published_review(out_dir: str, edits: Edits) -> tuple[Any, ...]:
         records = metadata["chunks"]
         options = NarrationOptions.model_validate({**metadata["options"], "refresh_cache": False})
         cast = Cast.model_validate(metadata["cast"]) if metadata.get("cast") else None
+        backend, narrated_from = metadata["backend"]["name"], metadata["source"]["sha256"]
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{out_dir}/metadata.json: not narrator's metadata ({e})") from e
     validation = read_if_exists(join(out_dir, "validation.json"), client)
     review = Review(
         edits=edits,
-        source_sha256=metadata["source"]["sha256"],
+        backend=backend,
+        source_sha256=narrated_from,
         first_takes={
             r["cache_key"]: {
                 "score": r["best_score"],

@@ -3,7 +3,7 @@
     1. a Prefect server on 127.0.0.1 (its database in PREFECT_HOME, ~/.prefect by default)
     2. the `narrator` process work pool, created if missing
     3. every deployment in prefect.yaml (narrate-chapter, narrate-digest-elevenlabs,
-       nightly-batch)
+       redo-chunks, nightly-batch)
     4. a process worker on that pool, running flows from this checkout
 
 Each piece is a `prefect` command of the installed Prefect, run as a child process with its

@@ -59,6 +59,8 @@ def summary(
             else f"WER {100 * validation.wer:.1f} %, flagged {validation.flagged or 'none'}"
         ),
         f"- **Output**: `{location}`",
+        f"- **Review**: `narrator review {location}` (hear each chunk, redo or keep takes; "
+        "or run the redo-chunks deployment)",
         f"- **Worker time**: {seconds:.0f} s on the {backend} backend"
         + (
             f", about ${seconds / 3600 * price_per_hour:.2f} at ${price_per_hour:.2f}/GPU-hour"

@@ -67,6 +67,21 @@ def redo(
     release: Annotated[
         str | None, typer.Option(help="Kept chunks to let go again.", show_default=False)
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="The backend the chapter was narrated on: local, runpod or elevenlabs "
+            "(default: NARRATOR_BACKEND, else local)",
+            show_default=False,
+        ),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="The chunk cache the chapter was narrated with (default: NARRATOR_CACHE_DIR)",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect's log lines.")
     ] = False,
@@ -82,19 +97,23 @@ def redo(
     )
     if not any(asked):
         fail("nothing to do: give --chunks, --take, --keep or --release")
-    result = _redo(out_dir, *asked, verbose=verbose)
+    if backend not in (None, "local", "runpod", "elevenlabs"):
+        fail(f"--backend must be 'local', 'runpod' or 'elevenlabs', not {backend!r}")
+    overrides = {"backend": backend, "cache_dir": str(cache_dir) if cache_dir else None}
+    settings = narrator_settings(**{k: v for k, v in overrides.items() if v is not None})
+    result = _redo(out_dir, settings, *asked, verbose=verbose)
     from flows.cli.run import _summary
 
     _summary(result)
 
 
-def _redo(out_dir: str, *asked: Any, verbose: bool) -> Any:
+def _redo(out_dir: str, settings: Any, *asked: Any, verbose: bool) -> Any:
     from flows.redo import redo_chunks
     from flows.services import configured
     from gpu_worker.errors import NarratorError
 
     try:
-        with configured(narrator_settings(), worker_settings()), prefect_console(verbose):
+        with configured(settings, worker_settings()), prefect_console(verbose):
             return redo_chunks(out_dir, *asked)
     except NarratorError as e:
         fail(str(e))

@@ -63,13 +63,14 @@ class Job:
             "seconds": self.seconds,
         }
 
-    def start(self, asked: Apply, run: Callable[[], Any]) -> bool:
+    def start(self, asked: Apply, run: Callable[[], Any], context: contextvars.Context) -> bool:
+        """Run `run` in a thread of its own, in a copy of `context`."""
         with self.lock:
             if self.state == "running":
                 return False
             self.state, self.message, self.asked = "running", "", asked.model_dump()
-        context = contextvars.copy_context()  # the command's settings reach the run
-        threading.Thread(target=context.run, args=(self._run, run), daemon=True).start()
+        thread = threading.Thread(target=context.copy().run, args=(self._run, run), daemon=True)
+        thread.start()
         return True
 
     def _run(self, run: Callable[[], Any]) -> None:
@@ -93,6 +94,9 @@ def review_app(location: str, endpoint_url: str | None, cache: Path | str) -> Fa
     chapter = Chapter(location, endpoint_url)
     chapter.metadata()  # a folder that is not a published chapter fails here, at once
     job = Job()
+    # the settings (flows.services.configured) and Prefect API of the caller, for the redo:
+    # requests are served in threads that do not see them
+    caller = contextvars.copy_context()
     app = FastAPI(title="narrator review", docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -134,7 +138,7 @@ def review_app(location: str, endpoint_url: str | None, cache: Path | str) -> Fa
         def run() -> Any:
             return redo_chunks(location, asked.redo, asked.choose, asked.keep, asked.release)
 
-        if not job.start(asked, run):
+        if not job.start(asked, run, caller):
             raise HTTPException(409, detail="a redo is already running; wait for it")
         return job.status()
 

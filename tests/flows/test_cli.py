@@ -18,6 +18,7 @@ CHAPTER = "# Arrival\n\nThe boat reached the island at 6:30 p.m. The keeper wave
 def test_help_explains_every_option() -> None:
     top = runner.invoke(app, ["--help"])
     assert top.exit_code == 0 and "run" in top.output
+    assert {"review", "redo"} <= set(top.output.split())
     help_text = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
     for option in (
         "--out",
@@ -97,6 +98,34 @@ def test_a_fresh_process_narrates_a_chapter(tmp_path: Path) -> None:
         assert made + chunk["candidates_skipped"] == 3 * (chunk["retries"] + 1), chunk
     skipped = sum(chunk["candidates_skipped"] for chunk in meta["chunks"])
     assert skipped == meta["totals"]["candidates_skipped"] > 0
+
+    # a redo of its second chunk, in a fresh process too
+    redo = [sys.executable, "-m", "flows.cli", "redo", str(tmp_path / "out"), "--chunks", "1"]
+    redo += ["--cache-dir", str(tmp_path / "cache")]
+    done = subprocess.run(redo, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "2 (1 from cache)" in done.stdout
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert [c["take"] for c in meta["chunks"]] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["redo", "out"], "nothing to do: give --chunks, --take, --keep or --release"),
+        (["redo", "out", "--chunks", "1-b"], "--chunks '1-b': give chunk numbers like 12,40"),
+        (["redo", "out", "--take", "3"], "--take '3': give CHUNK=TAKE, e.g. --take 12=1"),
+        (["review", "nowhere"], "nowhere: not a narrated chapter to review (no manifest.json"),
+    ],
+)
+def test_review_commands_refuse_bad_input_in_one_line(
+    arguments: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, arguments, env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    assert result.output.startswith("narrator: ") and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

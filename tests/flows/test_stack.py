@@ -57,7 +57,7 @@ def wait_for(stack: ops.Stack, run_id: str, timeout: float) -> dict[str, Any]:
     raise AssertionError(f"flow run not finished in {timeout} s; worker log:\n{worker_log}")
 
 
-def test_the_ui_run_button_path_narrates_a_chapter_with_artifacts_and_logs(
+def test_the_ui_run_button_path_narrates_a_chapter_with_artifacts_and_logs_then_redoes_a_chunk(
     stack: ops.Stack, tmp_path: Path
 ) -> None:
     chapter = tmp_path / "ferry.md"
@@ -90,6 +90,7 @@ def test_the_ui_run_button_path_narrates_a_chapter_with_artifacts_and_logs(
     by_key = {a["key"]: a for a in artifacts}
     assert {"ferry-chunks", "ferry-summary", "ferry-progress"} <= set(by_key)
     assert str(out) in by_key["ferry-summary"]["data"]
+    assert f"`narrator review {out}`" in by_key["ferry-summary"]["data"]
     table = json.loads(by_key["ferry-chunks"]["data"])
     metadata = json.loads((out / "metadata.json").read_text())
     assert [row["best score"] for row in table] == [c["best_score"] for c in metadata["chunks"]]
@@ -97,6 +98,20 @@ def test_the_ui_run_button_path_narrates_a_chapter_with_artifacts_and_logs(
     messages = [entry["message"] for entry in logs]
     assert any("chunk 0 attempt 1" in m for m in messages)
     assert any(m.startswith("chunk 0: score") for m in messages)
+
+    # the review's redo, as the UI's Run button sends it: a new take of chunk 1
+    redo = api(stack, "GET", "/deployments/name/redo-chunks/redo-chunks")
+    run = api(
+        stack,
+        "POST",
+        f"/deployments/{redo['id']}/create_flow_run",
+        json={"parameters": {"out_dir": str(out), "chunks": [1]}},
+    )
+    finished = wait_for(stack, run["id"], timeout=300)
+    assert finished["state"]["type"] == "COMPLETED", finished["state"]["message"]
+    again = json.loads((out / "metadata.json").read_text())
+    assert [c["take"] for c in again["chunks"]] == [0, 1] + [0] * (len(again["chunks"]) - 2)
+    assert again["totals"]["cache_hits"] == len(again["chunks"]) - 1
 
 
 def test_the_schema_refuses_bad_parameters_before_any_run(stack: ops.Stack) -> None:
