@@ -26,12 +26,11 @@ from gpu_worker.redaction import CredentialFree
 from tasks.artifacts import artifact_key, publish_artifacts, summary
 from tasks.audio import concatenate_chapter
 from tasks.backends import cancel_remote_jobs
-from tasks.cache import ChunkJob
 from tasks.cast import Cast
 from tasks.chunk_generation import ChunkOutcome, plan_jobs
 from tasks.encode import encode_outputs, markers
 from tasks.options import NarrationOptions
-from tasks.outputs import OutputDir
+from tasks.outputs import MANIFEST, OutputDir
 from tasks.reports import header, write_reports
 from tasks.storage import is_s3, output_stem
 from tasks.takes import TAKES, Edits, TakePlan, TakesFile, check_indices, parse_takes
@@ -137,8 +136,16 @@ class Review:
     backend: str  # the backend it was narrated on: another's cache keys all differ
     source_sha256: str  # the text it was narrated from: a redo of other text is refused
     first_takes: dict[str, dict[str, Any]]  # take records from metadata.json, by cache key
-    published_keys: list[str]  # each chunk's cache key as published
+    published: list[tuple[str, str | None]]  # each chunk's cache key and audio hash
     findings: list[ChunkFinding] | None  # what the published check heard, per chunk
+    manifest_sha256: str  # of the manifest of the set all of this was read from
+
+    def check_current(self, manifest: bytes | None) -> None:
+        """Under the chapter's lock: the set is still the one this review was read from."""
+        if manifest is None or hashlib.sha256(manifest).hexdigest() != self.manifest_sha256:
+            raise InputError(
+                "the chapter was published again while this redo started; run the redo again"
+            )
 
 
 def narrate(
@@ -172,11 +179,14 @@ def narrate(
     if review and built.backend.name != review.backend:
         raise InputError(
             f"this chapter was narrated on the {review.backend} backend, and this run uses "
-            f"{built.backend.name}: redo it on {review.backend} (--backend, NARRATOR_BACKEND)"
+            f"{built.backend.name}: redo it on {review.backend} (narrator redo --backend, "
+            "or NARRATOR_BACKEND)"
         )
     generation = options.generation
     if built.backend.billed_per_take and "n_candidates" not in generation.model_fields_set:
         generation = generation.model_copy(update={"n_candidates": 1})  # unless asked for
+        # recorded as used (metadata.json): a redo asks for the same takes again
+        options = options.model_copy(update={"generation": generation})
     requests = chunk_requests(
         prepared.chunks, voice, generation, cast, built.library, built.backend.uses_neighbours
     )
@@ -188,13 +198,15 @@ def narrate(
     # before any chunk is generated, so an unusable or busy output location costs nothing
     output = built.output(out_dir or str(Path("out") / stem))
     try:
+        if review:
+            review.check_current(output.read_published(MANIFEST))
         published = output.read_published(TAKES)
         takes = TakePlan(
             parse_takes(published, f"{output.final}/{TAKES}"), review.edits if review else None
         )
         if published is not None or review:
+            takes.match(jobs)
             jobs = plan_jobs(requests, built.backend, takes.take_for)
-            takes.unmatched()
         outcomes = map_chunks(
             jobs,
             built.backend,
@@ -209,7 +221,7 @@ def narrate(
             takes.record(outcome.job, outcome.audio)
         if review:
             takes.fill(review.first_takes)
-        known = unchanged_findings(jobs, review)
+        known = unchanged_findings(outcomes, review)
         run = Run(voice, cast, options, built, output, stem, storage, takes.file(), known)
         result = assemble(prepared, outcomes, run)
     except BaseException as e:
@@ -229,14 +241,20 @@ def narrate(
     return result
 
 
-def unchanged_findings(jobs: list[ChunkJob], review: Review | None) -> dict[int, ChunkFinding]:
-    """What the published check heard of each chunk whose audio a redo leaves as it was."""
+def unchanged_findings(
+    outcomes: list[ChunkOutcome], review: Review | None
+) -> dict[int, ChunkFinding]:
+    """What the published check heard of each chunk whose audio a redo leaves as it was: the
+    same cache entry, holding the same audio (another run's --refresh may rewrite one)."""
     if review is None or review.findings is None:
         return {}
     return {
-        job.index: finding
-        for job, key, finding in zip(jobs, review.published_keys, review.findings, strict=False)
-        if job.cache_key == key and finding.index == job.index
+        o.job.index: finding
+        for o, published, finding in zip(outcomes, review.published, review.findings, strict=False)
+        if o.audio
+        and (o.job.cache_key, o.audio.wav_sha256) == published
+        and published[1] is not None
+        and finding.index == o.job.index
     }
 
 

@@ -82,7 +82,12 @@ def map_chunks(
     progress = progress_listener.get()
     if progress:
         progress.planned(len(jobs))
-    looked_up = [job for job in jobs if job.index in kept] if options.refresh_cache else jobs
+    # with --refresh, a kept take's entry is read, and so not rewritten by a chunk of the
+    # same text and voice (same key) that is not kept
+    kept_keys = {job.cache_key for job in jobs if job.index in kept}
+    looked_up = (
+        [job for job in jobs if job.cache_key in kept_keys] if options.refresh_cache else jobs
+    )
     cached = find_cached(looked_up, storage) if looked_up else CacheLookup({}, {})
     outcomes = {
         job.index: ChunkOutcome(job, cached.found[job.index], cached=True)
@@ -105,8 +110,10 @@ def map_chunks(
         others = sorted(job.index for job in missing if job.index not in generate_only)
         if others:
             raise InputError(
-                f"chunks {others} are no longer in the chunk cache at {storage}: a redo "
-                "would read them anew too; narrate the chapter again with `narrator run`"
+                f"chunks {others} are not in the chunk cache at {storage}, and a redo would "
+                "read them anew too. If the chapter was narrated with another cache, give "
+                "that one (--cache-dir, NARRATOR_CACHE_DIR); else narrate it again with "
+                "`narrator run`"
             )
     if backend.billed_per_take and missing:  # before spending: what this run will cost
         estimate = sum(len(job.request.text) * job.request.n_candidates for job in missing)

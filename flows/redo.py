@@ -9,6 +9,7 @@ again at once. `choose` picks an earlier take (a cache read), `keep` pins the ch
 against `--refresh`, `release` unpins it.
 """
 
+import hashlib
 import json
 from typing import Any
 
@@ -18,7 +19,7 @@ from flows.services import services
 from gpu_worker.errors import InputError
 from tasks.cast import Cast
 from tasks.options import NarrationOptions
-from tasks.outputs import published_problem, read_if_exists
+from tasks.outputs import MANIFEST, published_problem, read_if_exists
 from tasks.storage import is_s3, join, s3_client
 from tasks.takes import Edits
 from tasks.validation import read_findings
@@ -50,6 +51,9 @@ def redo_chunks(
     both = set(edits.keep) & set(edits.release)
     if both:
         raise InputError(f"chunk {min(both)} is both kept and released: choose one")
+    both = set(edits.redo) & set(edits.choose)
+    if both:
+        raise InputError(f"chunk {min(both)} is both redone and given a take: choose one")
     source, voice, options, cast, lexicon, review = published_review(out_dir, edits)
     return narrate(source, out_dir, voice, options, cast, lexicon, review)
 
@@ -61,6 +65,8 @@ def published_review(out_dir: str, edits: Edits) -> tuple[Any, ...]:
     if problem:
         raise InputError(f"{out_dir}: not a narrated chapter to redo ({problem})")
     client = s3_client(endpoint) if is_s3(out_dir) else None
+    # read first: `narrate` checks under the lock that the set is still this one
+    manifest = read_if_exists(join(out_dir, MANIFEST), client) or b""
     metadata = json.loads(read_if_exists(join(out_dir, "metadata.json"), client) or b"{}")
     try:
         source = metadata["source"]["path"]
@@ -70,6 +76,13 @@ def published_review(out_dir: str, edits: Edits) -> tuple[Any, ...]:
         backend, narrated_from = metadata["backend"]["name"], metadata["source"]["sha256"]
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{out_dir}/metadata.json: not narrator's metadata ({e})") from e
+    voice, cast_recorded = metadata.get("voice"), json.dumps(metadata.get("cast"))
+    if "…" in (voice or "") or "…" in cast_recorded:
+        raise InputError(
+            f"{out_dir}/metadata.json records its voice without the clip URL's query string "
+            "(cut, as a possible credential), so a redo cannot read with the same voice; "
+            "narrate the chapter again with `narrator run`"
+        )
     validation = read_if_exists(join(out_dir, "validation.json"), client)
     review = Review(
         edits=edits,
@@ -84,7 +97,8 @@ def published_review(out_dir: str, edits: Edits) -> tuple[Any, ...]:
             }
             for r in records
         },
-        published_keys=[r["cache_key"] for r in records],
+        published=[(r["cache_key"], r.get("wav_sha256")) for r in records],
         findings=read_findings(validation) if validation else None,
+        manifest_sha256=hashlib.sha256(manifest).hexdigest(),
     )
-    return source, metadata.get("voice"), options, cast, metadata.get("lexicon"), review
+    return source, voice, options, cast, metadata.get("lexicon"), review

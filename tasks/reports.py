@@ -91,6 +91,7 @@ def chunk_record(chunk: Chunk, placement: Placement, outcome: ChunkOutcome) -> d
         "cache_hit": outcome.cached,
         "cache_key": outcome.job.cache_key,
         "take": outcome.job.take,
+        "wav_sha256": audio.wav_sha256,
         "best_score": audio.best_score,
         "passed": audio.passed,
         "reasons": audio.reasons,

@@ -14,7 +14,8 @@ Every run of the chapter reads it back (`TakePlan`), so a chosen take stays chos
 again. An entry belongs to its chunk's take-0 cache key (`base_key`: the text, voice and
 settings it was read with), not to an index: text inserted before it moves it with its
 chunk, and once its own text is edited the entry is dropped, with a note in the log and in
-takes.json.
+takes.json. Chunks of the same text and voice share a base key; each has its own entry, and
+their takes are numbered apart, so a redo of one never comes back as the other's take.
 """
 
 import json
@@ -50,11 +51,12 @@ class Take(BaseModel):
 
     number: int = Field(ge=0)
     seed: int
-    cache_key: str
+    cache_key: str = Field(pattern="^([0-9a-f]{64})?$")  # empty until it is made
     score: float | None = None
     passed: bool | None = None
     transcript: str = ""
     seconds: float | None = None
+    wav_sha256: str | None = None  # of its audio, as it was when it was heard
 
 
 class ChunkTakes(BaseModel):
@@ -107,23 +109,48 @@ class Edits:
 class TakePlan:
     """The takes a run uses, from the published takes.json and this run's edits.
 
-    `plan_jobs` asks `take_for(job)` for each chunk's take-0 job, in reading order; the
-    run then records what each take turned out to be (`record`) and writes `file()`."""
+    `match` pairs published entries with this run's chunks (their take-0 jobs); then
+    `plan_jobs` asks `take_for(job)` which take each chunk is read with; the run records
+    what each take turned out to be (`record`) and writes `file()`."""
 
     def __init__(self, published: TakesFile, edits: Edits | None = None) -> None:
         self.published = published.chunks
         self.edits = edits or Edits()
         self.entries: dict[int, ChunkTakes] = {}  # by this run's chunk index
         self.dropped: list[str] = []
-        self._claimed: set[int] = set()  # positions in `published` matched to a chunk
+        self._numbers: dict[str, set[int]] = {}  # take numbers made of each base key
+
+    def match(self, jobs: list[ChunkJob]) -> None:
+        """Pair each published entry with the chunk it belongs to: first the chunk at its
+        index with its base key; then, for text inserted or removed before it, the nearest
+        chunk with its base key that no entry has (chunks of identical text and voice share
+        a base key: each keeps its own entry). An entry left over is dropped, with a note."""
+        for entry in self.published:
+            self._numbers.setdefault(entry.base_key, set()).update(t.number for t in entry.takes)
+        keys = {job.index: job.cache_key for job in jobs}
+        left = []
+        for entry in self.published:
+            if keys.get(entry.index) == entry.base_key and entry.index not in self.entries:
+                self.entries[entry.index] = entry.model_copy(deep=True)
+            else:
+                left.append(entry)
+        for entry in left:
+            free = [i for i, key in keys.items() if key == entry.base_key and i not in self.entries]
+            if not free:
+                self._drop(entry)
+                continue
+            index = min(free, key=lambda i: abs(i - entry.index))
+            self.entries[index] = entry.model_copy(update={"index": index}, deep=True)
 
     def take_for(self, job: ChunkJob) -> int:
         """The take chunk `job.index` is read with this run (0: its first)."""
-        entry = self._match(job)
         index = job.index
+        entry = self.entries.get(index)
         if index in self.edits.redo:
             entry = entry or self._first_take(job)
-            entry.chosen = max(t.number for t in entry.takes) + 1
+            used = self._numbers.setdefault(job.cache_key, set())
+            entry.chosen = max(used | {t.number for t in entry.takes}) + 1
+            used.add(entry.chosen)  # a chunk of the same text gets a take of its own
             entry.takes.append(
                 Take(number=entry.chosen, seed=take_seed(job.request, entry.chosen), cache_key="")
             )
@@ -159,10 +186,20 @@ class TakePlan:
             ]
 
     def record(self, job: ChunkJob, audio: ChunkAudio | None) -> None:
-        """What the take chunk `job.index` used turned out to be (audio None: failed)."""
+        """What the take chunk `job.index` used turned out to be (audio None: failed). A
+        kept take whose audio is no longer the audio that was kept (another chapter's
+        --refresh rewrote that cache entry) is named in the log."""
         entry = self.entries.get(job.index)
         if entry is None or audio is None:
             return
+        chosen = entry.take(entry.chosen)
+        if entry.kept and chosen and chosen.wav_sha256 not in (None, audio.wav_sha256):
+            get_logger("narrator").warning(
+                "chunk %d: the cache entry of its kept take %d holds other audio than was "
+                "kept (a --refresh elsewhere replaced it); listen to it again",
+                job.index,
+                entry.chosen,
+            )
         entry.takes = [
             t.model_copy(update=heard(audio, job.cache_key)) if t.number == entry.chosen else t
             for t in entry.takes
@@ -176,33 +213,15 @@ class TakePlan:
             return None
         return TakesFile(chunks=sorted(entries, key=lambda e: e.index), dropped=self.dropped)
 
-    def unmatched(self) -> None:
-        """Note every published entry no chunk of this run matched: its text changed."""
-        log = get_logger("narrator")
-        for position, entry in enumerate(self.published):
-            if position in self._claimed:
-                continue
-            what = f"kept take {entry.chosen}" if entry.kept else f"take {entry.chosen}"
-            note = (
-                f"chunk {entry.index}: its text, voice or settings changed since its "
-                f"{what} was chosen; that take is dropped and the chunk is read anew"
-            )
-            self.dropped.append(note)
-            (log.warning if entry.kept else log.info)(note)
-
-    def _match(self, job: ChunkJob) -> ChunkTakes | None:
-        """The published entry of this chunk: the one at its index with its base key, else
-        the first unclaimed one with its base key (text inserted or removed before it)."""
-        candidates = [
-            (position, entry)
-            for position, entry in enumerate(self.published)
-            if position not in self._claimed and entry.base_key == job.cache_key
-        ]
-        if not candidates:
-            return None
-        position, entry = min(candidates, key=lambda pair: pair[1].index != job.index)
-        self._claimed.add(position)
-        return entry.model_copy(update={"index": job.index}, deep=True)
+    def _drop(self, entry: ChunkTakes) -> None:
+        what = f"kept take {entry.chosen}" if entry.kept else f"take {entry.chosen}"
+        note = (
+            f"the chunk that was chunk {entry.index} ({entry.text[:60]!r}) changed its text, "
+            f"voice or settings since its {what} was chosen: that take is dropped and the "
+            "chunk is read anew"
+        )
+        self.dropped.append(note)
+        (get_logger("narrator").warning if entry.kept else get_logger("narrator").info)(note)
 
     def _first_take(self, job: ChunkJob) -> ChunkTakes:
         return ChunkTakes(
@@ -221,6 +240,7 @@ def heard(audio: ChunkAudio, cache_key: str) -> dict[str, object]:
         "passed": audio.passed,
         "transcript": audio.transcript,
         "seconds": audio.duration_seconds,
+        "wav_sha256": audio.wav_sha256,
     }
 
 

@@ -360,6 +360,7 @@ def _summary(result: Any) -> None:
                 "heard a problem (validation.json)",
             )
         )
+    rows.append(("review", f"narrator review {folder}  (hear each chunk, redo or keep takes)"))
     out = Console(soft_wrap=True, highlight=False)
     out.print(f"[bold]{'folder':<10}[/] {folder}")
     for label, value in rows:

@@ -25,6 +25,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from flows.review.view import Chapter
 from gpu_worker.errors import NarratorError
@@ -75,16 +76,18 @@ class Job:
 
     def _run(self, run: Callable[[], Any]) -> None:
         started = time.monotonic()
+        state, message = "failed", "stopped"
         try:
             result = run()
             state, message = "done", f"{len(result.files)} files published"
         except NarratorError as e:
-            state, message = "failed", str(e)
+            message = str(e)
         except Exception as e:  # the page shows it; the server stays up
-            state, message = "failed", f"{type(e).__name__}: {e}"
-        with self.lock:
-            self.state, self.message = state, redact(message)
-            self.seconds = round(time.monotonic() - started, 1)
+            message = f"{type(e).__name__}: {e}"
+        finally:  # never left "running", or every later apply would be refused
+            with self.lock:
+                self.state, self.message = state, redact(message)
+                self.seconds = round(time.monotonic() - started, 1)
 
 
 def review_app(location: str, endpoint_url: str | None, cache: Path | str) -> FastAPI:
@@ -98,6 +101,9 @@ def review_app(location: str, endpoint_url: str | None, cache: Path | str) -> Fa
     # requests are served in threads that do not see them
     caller = contextvars.copy_context()
     app = FastAPI(title="narrator review", docs_url=None, redoc_url=None)
+    # only pages served from this machine's own names: another site's page cannot reach
+    # it through a name that resolves to 127.0.0.1 (DNS rebinding)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(NarratorError)
@@ -122,8 +128,7 @@ def review_app(location: str, endpoint_url: str | None, cache: Path | str) -> Fa
 
     @app.get("/takes/{key}.wav")
     def take(key: str) -> Response:
-        known = {t["cache_key"] for c in chapter.view()["chunks"] for t in c["takes"]}
-        if key not in known:
+        if key not in chapter.take_keys():
             raise HTTPException(404, detail=f"no take {key[:12]}... in this chapter")
         try:
             found = read_chunk(chunk_store(cache), key, cache)

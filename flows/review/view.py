@@ -50,7 +50,14 @@ class Chapter:
         return dict(json.loads(self.read("metadata.json") or b"{}"))
 
     def audio_name(self) -> str:
-        return str(self.metadata()["audio"]["file"])
+        name = str(self.metadata()["audio"]["file"])
+        if Path(name).name != name or name.startswith("."):
+            raise InputError(f"{self.location}/metadata.json: {name!r} is not an audio file name")
+        return name
+
+    def take_keys(self) -> set[str]:
+        """The cache keys of the takes this chapter lists (the only entries it serves)."""
+        return {t.cache_key for e in parse_takes(self.read(TAKES), TAKES).chunks for t in e.takes}
 
     def audio_url(self, name: str) -> str:
         """Where the browser fetches the chapter's audio: this server (local), or S3."""
@@ -115,7 +122,7 @@ class Chapter:
             "title": Path(metadata["audio"]["file"]).stem,
             "location": self.location,
             "version": self.version(),
-            "audio_url": self.audio_url(metadata["audio"]["file"]),
+            "audio_url": self.audio_url(self.audio_name()),
             "duration": metadata["audio"]["duration_seconds"],
             "lufs": metadata["audio"]["integrated_lufs"],
             "wer": validation.get("wer"),

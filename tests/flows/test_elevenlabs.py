@@ -187,3 +187,23 @@ def test_a_busy_service_is_backed_off_and_the_window_halved(
     assert [r.status for r in service.received] == [429, 429, 200]
     assert speaker.characters == len("The tide is out.")  # a refused request is not billed
     assert int(speaker.window.window) < speaker.window.ceiling  # halved, recovering
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_redo_asks_again_for_that_chunk_only_with_a_new_seed(
+    fake: FakeElevenLabs, tmp_path: Path
+) -> None:
+    from flows.redo import redo_chunks
+
+    # n_candidates left unset: one take a chunk on a backend that bills each one
+    options = NarrationOptions(validate_chapter=False, formats=[])
+    narrate_chapter(str(digest(tmp_path, STORIES)), str(tmp_path / "out"), "narrator-id", options)
+    asked = fake.answered()
+    calls = len(fake.received)
+    redo_chunks(str(tmp_path / "out"), [2])
+    (again,) = fake.received[calls:]
+    (first,) = [r for r in asked if r.text == again.text]
+    assert again.body["seed"] != first.body["seed"]
+    metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert [c["take"] for c in metadata["chunks"]][:4] == [0, 0, 1, 0]
+    assert metadata["chunks"][2]["characters_sent"] == len(again.text)

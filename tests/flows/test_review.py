@@ -76,7 +76,9 @@ def read(folder: Path) -> dict[str, Any]:
     assert rate == RATE
     return {
         "metadata": json.loads((out / "metadata.json").read_text()),
-        "validation": json.loads((out / "validation.json").read_text()),
+        "validation": json.loads(v.read_text())
+        if (v := out / "validation.json").exists()
+        else None,
         "takes": json.loads(t.read_text()) if (t := out / "takes.json").exists() else None,
         "samples": samples,
     }
@@ -211,8 +213,38 @@ def test_a_kept_take_survives_refresh_moves_with_its_chunk_and_is_dropped_when_e
     assert after["metadata"]["chunks"][2]["take"] == 0
     assert after["takes"]["chunks"] == []
     (note,) = after["takes"]["dropped"]
-    assert note.startswith("chunk 3:") and "kept take 1" in note
+    assert note.startswith("the chunk that was chunk 3 ('The captain checked the compass twice.')")
+    assert "kept take 1" in note
     assert any(note in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_chunks_of_the_same_text_keep_takes_of_their_own(tmp_path: Path, cache: Path) -> None:
+    bell = "The bell in the tower rang out over the bay."
+    text = f"{bell} The keeper waited by the door for an hour. {bell} Nobody came up the stairs."
+    options = OPTIONS.model_copy(update={"validate_chapter": False})
+    first = narrate(tmp_path, text, options)
+    chunks = first["metadata"]["chunks"]
+    assert chunks[0]["cache_key"] == chunks[2]["cache_key"]  # the same request
+
+    # the second one kept as it is: a --refresh reads their shared entry, rewriting neither
+    redo_chunks(str(tmp_path / "out"), keep=[2])
+    made = calls()
+    refreshed = narrate(tmp_path, text, options.model_copy(update={"refresh_cache": True}))
+    assert calls() == made + 2
+    assert same_samples(first, refreshed, 2) and same_samples(first, refreshed, 0)
+
+    # a new take of each: numbered apart, so neither comes back as the other's
+    made = calls()
+    redo_chunks(str(tmp_path / "out"), [2])
+    redo_chunks(str(tmp_path / "out"), [0])
+    assert calls() == made + 2
+    after = read(tmp_path)
+    chunks = after["metadata"]["chunks"]
+    assert (chunks[0]["take"], chunks[2]["take"]) == (2, 1)
+    assert chunks[0]["cache_key"] != chunks[2]["cache_key"]
+    again = narrate(tmp_path, text, options)  # a plain rerun: each keeps its own
+    assert [c["take"] for c in again["metadata"]["chunks"]] == [2, 0, 1, 0]
+    assert np.array_equal(again["samples"], after["samples"])
 
 
 def test_a_redo_refuses_what_it_cannot_do_without_touching_the_chapter(
@@ -227,6 +259,7 @@ def test_a_redo_refuses_what_it_cannot_do_without_touching_the_chapter(
         (lambda: redo_chunks(out, choose={1: 3}), "chunk 1 has no take 3"),
         (lambda: redo_chunks(out), "nothing to do"),
         (lambda: redo_chunks(out, keep=[1], release=[1]), "both kept and released"),
+        (lambda: redo_chunks(out, [2], choose={2: 0}), "both redone and given a take"),
         (lambda: redo_chunks(str(tmp_path / "nowhere"), [1]), "not a narrated chapter"),
     ]
     for redo, message in refusals:
@@ -237,7 +270,7 @@ def test_a_redo_refuses_what_it_cannot_do_without_touching_the_chapter(
         redo_chunks(out, [1])
     (tmp_path / "harbour.md").write_text(SIX)
     shutil.rmtree(cache)
-    with pytest.raises(InputError, match=r"chunks \[0, 2, 3, 4, 5\] are no longer in the chunk"):
+    with pytest.raises(InputError, match=r"chunks \[0, 2, 3, 4, 5\] are not in the chunk cache"):
         redo_chunks(out, [1])
     assert calls() == made
     assert (tmp_path / "out" / "harbour.wav").read_bytes() == published

@@ -22,6 +22,11 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+function clock(seconds) {
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes}:${(seconds - 60 * minutes).toFixed(1).padStart(4, "0")}`;
+}
+
 function flagged(chunk) { return !chunk.passed || chunk.flags.length > 0; }
 
 function ordered() {
@@ -112,7 +117,8 @@ function row(chunk) {
       onclick: () => select(index),
     },
     el("div", { class: "num" }, `#${index}`,
-       el("span", { class: "score" }, `score ${chunk.score.toFixed(0)}`)),
+       el("span", { class: "score" }, `score ${chunk.score.toFixed(0)}`),
+       el("span", { class: "at" }, clock(chunk.start))),
     canvas,
     el("div", {},
        el("div", { class: "text" }, chunk.text),
@@ -165,6 +171,7 @@ async function load() {
   }
   showJob(data.job);
   render();
+  if (data.job.state === "running") setTimeout(load, 1000);  // opened during a redo
 }
 
 function showJob(job) {
@@ -176,6 +183,7 @@ function showJob(job) {
 }
 
 async function apply() {
+  if (!pending() || state.data.job.state === "running") return;
   const asked = { redo: [...state.redo], keep: [...state.keep], release: [...state.release],
                   choose: state.choose };
   const response = await fetch("/api/apply", {
@@ -183,14 +191,16 @@ async function apply() {
   });
   const job = await response.json();
   if (!response.ok) { showJob({ state: "failed", message: job.detail }); return; }
-  state.redo.clear(); state.keep.clear(); state.release.clear(); state.choose = {};
   state.data.job = job;
   showJob(job);
   render();
-  while (true) {
+  let now = job;
+  while (now.state === "running") {
     await new Promise((resolve) => setTimeout(resolve, 500));
-    const now = await (await fetch("/api/job")).json();
-    if (now.state !== "running") break;
+    now = await (await fetch("/api/job")).json();
+  }
+  if (now.state === "done") {  // marks stay when the redo failed, to apply again
+    state.redo.clear(); state.keep.clear(); state.release.clear(); state.choose = {};
   }
   await load();
 }
@@ -198,7 +208,9 @@ async function apply() {
 document.getElementById("apply").addEventListener("click", apply);
 document.getElementById("in-order").addEventListener("change", render);
 document.addEventListener("keydown", (event) => {
-  if (!state.data || event.target.tagName === "INPUT") return;
+  // the browser's own shortcuts (Ctrl+R, Cmd+A) and a held key are not the page's
+  if (!state.data || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  if (event.target.tagName === "TEXTAREA" || event.target.type === "text") return;
   const rows = [...list.children].map((r) => Number(r.dataset.index));
   const at = rows.indexOf(state.current);
   const chunk = state.current === null ? null : state.data.chunks[state.current];
