@@ -125,6 +125,9 @@ def parse_blocks(
             quotes -= 1
         elif kind == "list_item_open":
             first_in_item = True
+            empty = at + 1 < len(tokens) and tokens[at + 1].type == "list_item_close"
+            if empty and token.info and token.map:  # "1984." alone: a year, not a list
+                blocks.append(Block("paragraph", (span(token.map[0], quotes, False),)))
             continue
         elif kind == "hr":
             blocks.append(Block("break"))

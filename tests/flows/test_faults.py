@@ -69,10 +69,10 @@ def endpoint(
     return served
 
 
-DRILL_CHUNKS = 60  # bench/reliability.py runs the same drill at 100 chunks and more
+DRILL_CHUNKS = 40  # bench/reliability.py runs the same drill at 100 chunks and more
 
 
-def test_sixty_chunks_through_twenty_percent_faults_sound_exactly_as_without(
+def test_forty_chunks_through_twenty_percent_faults_sound_exactly_as_without(
     endpoint: Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = tmp_path / "drill.md"

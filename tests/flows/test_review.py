@@ -7,7 +7,7 @@ import io
 import itertools
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from flows.chapter import NarrationOptions, narrate_chapter
-from flows.redo import redo_chunks
+from flows.chapter import NarrationOptions, narrate, narrate_chapter
+from flows.redo import published_review, redo_chunks
 from flows.review.app import review_app
 from flows.services import configured, current_settings
 from gpu_worker.errors import InputError
@@ -28,6 +28,7 @@ from tasks.audio import Placement
 from tasks.cache import chunk_store, read_chunk
 from tasks.loudness import integrated_loudness
 from tasks.settings import NarratorSettings
+from tasks.takes import Edits
 from tests.conftest import local_backend
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -63,7 +64,7 @@ def calls() -> int:
     return int(local_backend().requests)
 
 
-def narrate(folder: Path, text: str, options: NarrationOptions = OPTIONS) -> dict[str, Any]:
+def narrated(folder: Path, text: str, options: NarrationOptions = OPTIONS) -> dict[str, Any]:
     source = folder / "harbour.md"
     source.write_text(text)
     narrate_chapter(str(source), str(folder / "out"), None, options)
@@ -103,13 +104,13 @@ def same_samples(before: dict[str, Any], after: dict[str, Any], index: int) -> b
 
 
 @pytest.fixture(scope="module")
-def chapter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+def chapter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A 60-chunk chapter, narrated once for the module, in a cache of its own."""
     folder = tmp_path_factory.mktemp("sixty")
     with configured(NarratorSettings(cache_dir=str(folder / "cache"))):
-        state = narrate(folder, SIXTY)
-        assert len(state["metadata"]["chunks"]) == 60
-        yield folder, state
+        state = narrated(folder, SIXTY)
+    assert len(state["metadata"]["chunks"]) == 60
+    return folder, state  # not yielded inside: those settings would reach later tests
 
 
 def test_a_redo_of_two_chunks_makes_two_engine_calls_and_leaves_every_other_chunk_as_it_was(
@@ -180,7 +181,7 @@ def test_a_redo_of_two_chunks_makes_two_engine_calls_and_leaves_every_other_chun
 def test_a_kept_take_survives_refresh_moves_with_its_chunk_and_is_dropped_when_edited(
     tmp_path: Path, cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    before = narrate(tmp_path, SIX)
+    before = narrated(tmp_path, SIX)
     assert len(before["metadata"]["chunks"]) == 6 and before["takes"] is None
     redo_chunks(str(tmp_path / "out"), [2], keep=[2])
     kept = read(tmp_path)
@@ -189,7 +190,7 @@ def test_a_kept_take_survives_refresh_moves_with_its_chunk_and_is_dropped_when_e
     assert entry is not None and kept["takes"]["chunks"][0]["kept"]
 
     made = calls()
-    refreshed = narrate(tmp_path, SIX, OPTIONS.model_copy(update={"refresh_cache": True}))
+    refreshed = narrated(tmp_path, SIX, OPTIONS.model_copy(update={"refresh_cache": True}))
     assert calls() == made + 5  # every chunk but the kept one
     chunk = refreshed["metadata"]["chunks"][2]
     assert (chunk["cache_key"], chunk["take"], chunk["cache_hit"]) == (key, 1, True)
@@ -199,7 +200,7 @@ def test_a_kept_take_survives_refresh_moves_with_its_chunk_and_is_dropped_when_e
 
     # a sentence inserted before it: the kept take follows its chunk
     made = calls()
-    moved = narrate(tmp_path, "The bell rang once across the bay. " + SIX)
+    moved = narrated(tmp_path, "The bell rang once across the bay. " + SIX)
     assert calls() == made + 1
     chunk = moved["metadata"]["chunks"][3]
     assert (chunk["cache_key"], chunk["take"]) == (key, 1)
@@ -208,7 +209,7 @@ def test_a_kept_take_survives_refresh_moves_with_its_chunk_and_is_dropped_when_e
     # its own text edited: the take is dropped, with a note
     edited = SIX.replace("The captain checked the compass twice.", "The captain checked it.")
     caplog.clear()
-    narrate(tmp_path, edited)
+    narrated(tmp_path, edited)
     after = read(tmp_path)
     assert after["metadata"]["chunks"][2]["take"] == 0
     assert after["takes"]["chunks"] == []
@@ -222,14 +223,14 @@ def test_chunks_of_the_same_text_keep_takes_of_their_own(tmp_path: Path, cache: 
     bell = "The bell in the tower rang out over the bay."
     text = f"{bell} The keeper waited by the door for an hour. {bell} Nobody came up the stairs."
     options = OPTIONS.model_copy(update={"validate_chapter": False})
-    first = narrate(tmp_path, text, options)
+    first = narrated(tmp_path, text, options)
     chunks = first["metadata"]["chunks"]
     assert chunks[0]["cache_key"] == chunks[2]["cache_key"]  # the same request
 
     # the second one kept as it is: a --refresh reads their shared entry, rewriting neither
     redo_chunks(str(tmp_path / "out"), keep=[2])
     made = calls()
-    refreshed = narrate(tmp_path, text, options.model_copy(update={"refresh_cache": True}))
+    refreshed = narrated(tmp_path, text, options.model_copy(update={"refresh_cache": True}))
     assert calls() == made + 2
     assert same_samples(first, refreshed, 2) and same_samples(first, refreshed, 0)
 
@@ -242,7 +243,7 @@ def test_chunks_of_the_same_text_keep_takes_of_their_own(tmp_path: Path, cache: 
     chunks = after["metadata"]["chunks"]
     assert (chunks[0]["take"], chunks[2]["take"]) == (2, 1)
     assert chunks[0]["cache_key"] != chunks[2]["cache_key"]
-    again = narrate(tmp_path, text, options)  # a plain rerun: each keeps its own
+    again = narrated(tmp_path, text, options)  # a plain rerun: each keeps its own
     assert [c["take"] for c in again["metadata"]["chunks"]] == [2, 0, 1, 0]
     assert np.array_equal(again["samples"], after["samples"])
 
@@ -250,7 +251,7 @@ def test_chunks_of_the_same_text_keep_takes_of_their_own(tmp_path: Path, cache: 
 def test_a_redo_refuses_what_it_cannot_do_without_touching_the_chapter(
     tmp_path: Path, cache: Path
 ) -> None:
-    narrate(tmp_path, SIX)
+    narrated(tmp_path, SIX)
     out = str(tmp_path / "out")
     published = (tmp_path / "out" / "harbour.wav").read_bytes()
     made = calls()
@@ -269,6 +270,12 @@ def test_a_redo_refuses_what_it_cannot_do_without_touching_the_chapter(
     with pytest.raises(InputError, match="has changed since this chapter was narrated"):
         redo_chunks(out, [1])
     (tmp_path / "harbour.md").write_text(SIX)
+    # the chapter published again between reading it and taking its lock
+    source, voice, options, cast, lexicon, review = published_review(out, Edits(frozenset({1})))
+    narrate_chapter(str(tmp_path / "harbour.md"), out, None, OPTIONS)
+    published = (tmp_path / "out" / "harbour.wav").read_bytes()
+    with pytest.raises(InputError, match="published again while this redo started"):
+        narrate(source, out, voice, options, cast, lexicon, review)
     shutil.rmtree(cache)
     with pytest.raises(InputError, match=r"chunks \[0, 2, 3, 4, 5\] are not in the chunk cache"):
         redo_chunks(out, [1])
@@ -312,3 +319,6 @@ def test_review_and_redo_on_s3_outputs_and_an_s3_cache(
     assert len(peaks) == len(view["chunks"]) and all(max(p) > 0.05 for p in peaks)
     missing = httpx.get(f"{page}/takes/{'0' * 64}.wav", timeout=30)
     assert missing.status_code == 404
+    # a page of another site, through a name that resolves here (DNS rebinding)
+    rebound = httpx.post(f"{page}/api/apply", json={"redo": [1]}, headers={"Host": "evil.test"})
+    assert rebound.status_code == 400 and calls() == made + 1

@@ -106,6 +106,10 @@ def test_spans_point_at_the_words_in_the_source() -> None:
         ("***bold italic*** and ~~struck~~ words.", ["bold italic and struck words."]),
         ("Darwin disagreed.[^1][^2] Later work agreed.", ["Darwin disagreed. Later work agreed."]),
         ("Multiply 2 * 3 and *stress* it.", ["Multiply 2 * 3 and stress it."]),
+        # a number alone on its line is an empty list item to CommonMark: read, not lost
+        ("1984.\n\nIt was a cold year.", ["1984.", "It was a cold year."]),
+        ("It began in\n\n1984.", ["It began in", "1984."]),
+        ("-\n\nText.", ["Text."]),
     ],
 )
 def test_commonmark_structure_and_escapes(markdown: str, said: list[str]) -> None:
