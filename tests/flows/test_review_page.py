@@ -78,6 +78,8 @@ def test_the_page_plays_a_chunk_marks_it_and_its_redo_lists_the_new_take(
 
     browser.get(page)
     wait(lambda: browser.find_elements(By.ID, "chunk-5"))
+    # the waveforms arrive after the list, and the list is drawn again with them
+    wait(lambda: browser.execute_script("return state.peaks !== null"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#chunks .chunk")
     assert len(rows) == 6
     flagged = [c["index"] for c in view["chunks"] if not c["passed"] or c["flags"]]
