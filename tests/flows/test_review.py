@@ -288,13 +288,14 @@ def test_review_and_redo_on_s3_outputs_and_an_s3_cache(
     s3: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, serve: Callable[[Any], str]
 ) -> None:
     client = boto3.client("s3", endpoint_url=s3)
-    for bucket in ("books", "chunk-cache"):
+    # buckets of its own: moto keeps every bucket for the whole test process
+    for bucket in ("review-books", "review-cache"):
         client.create_bucket(Bucket=bucket)
-    client.put_object(Bucket="books", Key="chapters/ferry.md", Body=SIX.encode())
+    client.put_object(Bucket="review-books", Key="chapters/ferry.md", Body=SIX.encode())
     monkeypatch.setenv("NARRATOR_S3_ENDPOINT_URL", s3)
-    monkeypatch.setenv("NARRATOR_CACHE_DIR", "s3://chunk-cache/narrator")
-    out = "s3://books/audio/ferry"
-    narrate_chapter("s3://books/chapters/ferry.md", out, None, OPTIONS)
+    monkeypatch.setenv("NARRATOR_CACHE_DIR", "s3://review-cache/narrator")
+    out = "s3://review-books/audio/ferry"
+    narrate_chapter("s3://review-books/chapters/ferry.md", out, None, OPTIONS)
     made = calls()
     redo_chunks(out, [4])
     assert calls() == made + 1
@@ -304,7 +305,7 @@ def test_review_and_redo_on_s3_outputs_and_an_s3_cache(
     settings = current_settings()[0]
     page = serve(review_app(out, s3, result_storage(settings.cache_dir, s3)))
     view = httpx.get(f"{page}/api/chapter", timeout=30).json()
-    assert view["audio_url"].startswith(f"{s3}/books/audio/ferry/ferry.wav?")  # presigned
+    assert view["audio_url"].startswith(f"{s3}/review-books/audio/ferry/ferry.wav?")  # presigned
     audio = httpx.get(view["audio_url"], timeout=30)
     samples, rate = sf.read(io.BytesIO(audio.content))
     assert samples.size / rate == pytest.approx(view["duration"], abs=0.01)

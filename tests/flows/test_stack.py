@@ -41,7 +41,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ops.Stack]:
 
 
 def api(stack: ops.Stack, method: str, path: str, **kw: Any) -> Any:
-    response = httpx.request(method, f"{stack.api_url}{path}", timeout=30, **kw)
+    """One call to the stack's API; a 503 (its SQLite database busy on a loaded machine)
+    is asked again, as Prefect's own client does."""
+    for attempt in range(6):
+        response = httpx.request(method, f"{stack.api_url}{path}", timeout=30, **kw)
+        if response.status_code != 503 or attempt == 5:
+            break
+        time.sleep(1 + attempt)
     response.raise_for_status()
     return response.json()
 
