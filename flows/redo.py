@@ -15,7 +15,7 @@ from typing import Any
 
 from flows.chapter import ChapterResult, Review, narrate
 from flows.parameters import checked_flow
-from flows.services import services
+from flows.services import current_settings
 from gpu_worker.errors import InputError
 from tasks.cast import Cast
 from tasks.options import NarrationOptions
@@ -60,7 +60,7 @@ def redo_chunks(
 
 def published_review(out_dir: str, edits: Edits) -> tuple[Any, ...]:
     """The narration the published set at `out_dir` records, and the Review of it."""
-    endpoint = services().settings.s3_endpoint_url
+    endpoint = current_settings()[0].s3_endpoint_url
     problem = published_problem(out_dir, endpoint)
     if problem:
         raise InputError(f"{out_dir}: not a narrated chapter to redo ({problem})")

@@ -50,6 +50,15 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+BACKENDS = ("local", "runpod", "elevenlabs")
+
+
+def check_backend(backend: str | None) -> None:
+    """--backend names one of the backends (None: the setting's)."""
+    if backend not in (None, *BACKENDS):
+        fail(f"--backend must be 'local', 'runpod' or 'elevenlabs', not {backend!r}")
+
+
 def narrator_settings(**overrides: Any) -> Any:
     """NarratorSettings from the environment with the command line's `overrides` on top; a
     bad value is one line naming it."""

@@ -5,7 +5,15 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli.common import app, err, fail, narrator_settings, prefect_console, worker_settings
+from flows.cli.common import (
+    app,
+    check_backend,
+    err,
+    fail,
+    narrator_settings,
+    prefect_console,
+    worker_settings,
+)
 
 
 def chunk_list(option: str, value: str | None) -> list[int]:
@@ -97,8 +105,7 @@ def redo(
     )
     if not any(asked):
         fail("nothing to do: give --chunks, --take, --keep or --release")
-    if backend not in (None, "local", "runpod", "elevenlabs"):
-        fail(f"--backend must be 'local', 'runpod' or 'elevenlabs', not {backend!r}")
+    check_backend(backend)
     overrides = {"backend": backend, "cache_dir": str(cache_dir) if cache_dir else None}
     settings = narrator_settings(**{k: v for k, v in overrides.items() if v is not None})
     result = _redo(out_dir, settings, *asked, verbose=verbose)

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flows.cli.common import (
     app,
+    check_backend,
     default,
     err,
     fail,
@@ -213,8 +214,7 @@ def run(
     segments.json and validation.json."""
     if on_low_score not in ("flag", "fail"):
         fail(f"--on-low-score must be 'flag' or 'fail', not {on_low_score!r}")
-    if backend not in (None, "local", "runpod", "elevenlabs"):
-        fail(f"--backend must be 'local', 'runpod' or 'elevenlabs', not {backend!r}")
+    check_backend(backend)
     cache = str(cache_dir) if cache_dir is not None else None
     overrides = {"local_workers": workers, "cache_dir": cache, "backend": backend}
     settings = narrator_settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -95,7 +95,7 @@ def review_app(location: str, endpoint_url: str | None, cache: Path | str) -> Fa
     from flows.redo import redo_chunks
 
     chapter = Chapter(location, endpoint_url)
-    chapter.metadata()  # a folder that is not a published chapter fails here, at once
+    chapter.published()  # a folder that is not a published chapter fails here, at once
     job = Job()
     # the settings (flows.services.configured) and Prefect API of the caller, for the redo:
     # requests are served in threads that do not see them

@@ -25,6 +25,16 @@ PEAK_BINS = 120  # columns of a chunk's waveform picture
 PRESIGNED_SECONDS = 6 * 3600  # a review session's audio links last this long
 
 
+@dataclass(frozen=True)
+class Published:
+    """One published set of the chapter: its metadata.json, its version (the manifest's
+    time, which changes at every publish) and the name of its audio file."""
+
+    metadata: dict[str, Any]
+    version: str
+    audio: str
+
+
 @dataclass
 class Chapter:
     """One published narration, as the page needs it."""
@@ -38,56 +48,52 @@ class Chapter:
     def read(self, name: str) -> bytes | None:
         return read_if_exists(join(self.location, name), self.client)
 
-    def version(self) -> str:
-        """Changes whenever the chapter is published again (the manifest's time)."""
-        raw = self.read(MANIFEST)
-        return str(json.loads(raw)["published_at"]) if raw else ""
-
-    def metadata(self) -> dict[str, Any]:
+    def published(self) -> "Published":
+        """The published set as it is now: checked whole, its metadata read once."""
         problem = published_problem(self.location, self.endpoint_url)
         if problem:
             raise InputError(f"{self.location}: not a narrated chapter to review ({problem})")
-        return dict(json.loads(self.read("metadata.json") or b"{}"))
-
-    def audio_name(self) -> str:
-        name = str(self.metadata()["audio"]["file"])
+        raw = self.read(MANIFEST)
+        version = str(json.loads(raw)["published_at"]) if raw else ""
+        metadata = dict(json.loads(self.read("metadata.json") or b"{}"))
+        name = str(metadata["audio"]["file"])
         if Path(name).name != name or name.startswith("."):
             raise InputError(f"{self.location}/metadata.json: {name!r} is not an audio file name")
-        return name
+        return Published(metadata, version, name)
 
     def take_keys(self) -> set[str]:
         """The cache keys of the takes this chapter lists (the only entries it serves)."""
         return {t.cache_key for e in parse_takes(self.read(TAKES), TAKES).chunks for t in e.takes}
 
-    def audio_url(self, name: str) -> str:
+    def audio_url(self, published: "Published") -> str:
         """Where the browser fetches the chapter's audio: this server (local), or S3."""
         if self.client is None:
-            return f"/audio?v={self.version()}"
-        bucket, key = split_s3(join(self.location, name))
+            return f"/audio?v={published.version}"
+        bucket, key = split_s3(join(self.location, published.audio))
         return str(
             self.client.generate_presigned_url(
                 "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=PRESIGNED_SECONDS
             )
         )
 
-    def local_audio(self) -> Path:
+    def local_audio(self, published: "Published | None" = None) -> Path:
         """The chapter WAV on this machine (downloaded once per version from S3)."""
-        name = self.audio_name()
+        published = published or self.published()
         if self.client is None:
-            return Path(self.location) / name
+            return Path(self.location) / published.audio
         tag = hashlib.sha256(self.location.encode()).hexdigest()[:16]
         copy = Path(tempfile.gettempdir()) / f"narrator-review-{tag}.wav"
         stamp = copy.with_suffix(".version")
-        version = self.version()
-        if not copy.exists() or not stamp.exists() or stamp.read_text() != version:
-            bucket, key = split_s3(join(self.location, name))
+        if not copy.exists() or not stamp.exists() or stamp.read_text() != published.version:
+            bucket, key = split_s3(join(self.location, published.audio))
             self.client.download_file(bucket, key, str(copy))
-            stamp.write_text(version)
+            stamp.write_text(published.version)
         return copy
 
     def view(self) -> dict[str, Any]:
         """Every chunk with its text, takes, scores and flags; the chapter's figures."""
-        metadata = self.metadata()
+        published = self.published()
+        metadata = published.metadata
         raw = self.read("validation.json")
         findings = {f["index"]: f for f in json.loads(raw)["chunks"]} if raw else {}
         takes = {e.index: e for e in parse_takes(self.read(TAKES), TAKES).chunks}
@@ -121,8 +127,8 @@ class Chapter:
         return {
             "title": Path(metadata["audio"]["file"]).stem,
             "location": self.location,
-            "version": self.version(),
-            "audio_url": self.audio_url(self.audio_name()),
+            "version": published.version,
+            "audio_url": self.audio_url(published),
             "duration": metadata["audio"]["duration_seconds"],
             "lufs": metadata["audio"]["integrated_lufs"],
             "wer": validation.get("wer"),
@@ -131,9 +137,10 @@ class Chapter:
 
     def peaks(self) -> list[list[float]]:
         """Each chunk's waveform: PEAK_BINS columns of its loudest sample, 0..1."""
-        spans = [(r["start"], r["end"]) for r in self.metadata()["chunks"]]
+        published = self.published()
+        spans = [(r["start"], r["end"]) for r in published.metadata["chunks"]]
         pictures = []
-        with sf.SoundFile(str(self.local_audio())) as audio:
+        with sf.SoundFile(str(self.local_audio(published))) as audio:
             rate = audio.samplerate
             for start, end in spans:
                 audio.seek(min(audio.frames, int(start * rate)))
