@@ -10,8 +10,9 @@ naming the chapters that failed and why.
 import contextvars
 import hashlib
 import json
+import typing
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -23,6 +24,8 @@ from flows.parameters import checked_flow
 from flows.services import services
 from gpu_worker.errors import NarratorError, PermanentError
 from gpu_worker.redaction import CredentialFree
+from tasks.book import is_book
+from tasks.cast import Cast
 from tasks.options import NarrationOptions
 from tasks.outputs import published_problem
 from tasks.reports import fingerprint
@@ -92,13 +95,14 @@ def _chapter(
     voice: str | None,
     options: NarrationOptions,
     lexicon: Lexicon | None,
+    cast: Cast | None,
 ) -> State[Any]:
     """One chapter as a subflow of the batch, its final state returned (never raised)."""
-    state = narrate_chapter(source, out, voice, options, None, lexicon, return_state=True)
-    return cast(State[Any], state)
+    state = narrate_chapter(source, out, voice, options, cast, lexicon, return_state=True)
+    return typing.cast(State[Any], state)
 
 
-def _reason(state: State[Any]) -> str:
+def reason(state: State[Any]) -> str:
     message = str(state.message or state.name)
     return message.removeprefix("Flow run encountered an exception: ")
 
@@ -112,9 +116,11 @@ def narrate_batch(
     options: NarrationOptions = NarrationOptions(),  # noqa: B008 - frozen, shown in the UI
     max_in_flight: Annotated[int, Field(ge=1, le=MAX_IN_FLIGHT)] = 2,
     lexicon: Lexicon | None = None,
+    cast: Cast | None = None,
 ) -> BatchResult:
     """Narrate every chapter matching `pattern` in `source` (a folder or s3://bucket/prefix)
-    into `out_dir`/<chapter name>/, skipping chapters whose outputs are current.
+    into `out_dir`/<chapter name>/, skipping chapters whose outputs are current. A book
+    (.epub, .docx) as `source` is narrated chapter by chapter and assembled (flows/book.py).
 
     Args:
         source: Folder or s3://bucket/prefix holding the chapter files.
@@ -126,7 +132,15 @@ def narrate_batch(
         max_in_flight: Chapters narrated at once (each maps one task per chunk).
         lexicon: How to say names and rare words, for every chapter, over the
             `lexicon.toml` beside the chapters, if any.
+        cast: For dialogue: the narrator's and each speaker's voice, for every chapter.
     """
+    if is_book(source):
+        from flows.book import narrate_book
+
+        book = narrate_book(
+            source, out_dir, None, False, voice, options, max_in_flight, lexicon, cast
+        )
+        return book.batch
     if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
         raise PermanentError(f"max_in_flight must be 1-{MAX_IN_FLIGHT}, not {max_in_flight}")
     logger = get_run_logger()
@@ -153,7 +167,14 @@ def narrate_batch(
     with ThreadPoolExecutor(max_in_flight, thread_name_prefix="chapter") as pool:
         futures = {
             c: pool.submit(
-                contextvars.copy_context().run, _chapter, c, outputs[c], voice, options, lexicon
+                contextvars.copy_context().run,
+                _chapter,
+                c,
+                outputs[c],
+                voice,
+                options,
+                lexicon,
+                cast,
             )
             for c in todo
         }
@@ -163,7 +184,7 @@ def narrate_batch(
         skipped=skipped,
         failed={
             **clashes,
-            **{c: _reason(s) for c, s in states.items() if not s.is_completed()},
+            **{c: reason(s) for c, s in states.items() if not s.is_completed()},
         },
     )
     create_markdown_artifact(

@@ -3,6 +3,7 @@
     narrator run CHAPTER [--out DIR] [options]     narrate one chapter file      (run.py)
     narrator voices add|list|show|remove           the voice library             (voices.py)
     narrator words CHAPTER                         names and rare words to check (words.py)
+    narrator book plan|run BOOK                    an EPUB or DOCX into one M4B  (book.py)
     narrator review OUT_DIR                        a page to hear, redo and keep chunks
     narrator redo OUT_DIR --chunks 12,40           new takes of those chunks  (review.py)
     narrator endpoint                              a local RunPod-compatible endpoint
@@ -16,10 +17,10 @@ when a command runs; its console output is kept to warnings unless --verbose (th
 progress, and every log line still reaches the Prefect API for the UI).
 """
 
-from flows.cli import review, run, servers, voices, words
+from flows.cli import book, review, run, servers, voices, words
 from flows.cli.common import app
 
-__all__ = ["app", "main", "review", "run", "servers", "voices", "words"]
+__all__ = ["app", "book", "main", "review", "run", "servers", "voices", "words"]
 
 
 def main() -> None:

@@ -1,0 +1,241 @@
+"""narrate_book: an EPUB or DOCX narrated chapter by chapter, delivered as one M4B (and,
+with `acx`, an ACX-ready package).
+
+The flow sequences four steps. The book is read (tasks/book) and its chosen chapters are
+written to `out_dir`/text/ as HTML files, one per chapter (rewritten only when their text
+changed). The nightly batch (flows/batch.py) narrates them, as subflows, into
+`out_dir`/<NN-title>/: a chapter already current is skipped, an edited one regenerates
+only its changed chunks (the chunk cache), a failed one fails alone and is named, and then
+the book is not assembled. The chapters' WAVs are joined into `out_dir`/<book>.m4b with a
+marker per chapter, the cover and the tags (tasks/book/audiobook.py); book.json records
+what went in. An assembly whose inputs (chapters' audio, tags, cover) are unchanged is not
+redone.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+from typing import cast as typing_cast
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+from pydantic import BaseModel, Field
+
+from flows.batch import MAX_IN_FLIGHT, BatchResult, narrate_batch, reason
+from flows.parameters import checked_flow
+from flows.services import services
+from gpu_worker.errors import InputError, PermanentError
+from gpu_worker.redaction import CredentialFree
+from tasks.book import Book, BookChapter, read_book
+from tasks.book.acx import package
+from tasks.book.audiobook import BookTags, Part, write_audiobook
+from tasks.cast import Cast
+from tasks.encode import Marker
+from tasks.options import NarrationOptions
+from tasks.storage import is_s3, output_stem
+from tasks.text.lexicon import Lexicon
+
+TEXT_FOLDER = "text"
+BOOK_RECORD = "book.json"
+
+
+class BookResult(BaseModel):
+    audiobook: str = Field(description="The M4B of the whole book.")
+    chapters: list[str] = Field(description="The chapters in the audiobook, by title.")
+    batch: BatchResult = Field(description="Which chapters were narrated, skipped, failed.")
+    assembled: bool = Field(description="Whether the M4B was written in this run.")
+    acx_report: str | None = Field(None, description="The ACX package's report, if made.")
+
+
+def chapter_name(chapter: BookChapter, count: int) -> str:
+    """The chapter's file and folder name: its number, padded so names sort in reading
+    order, and its title."""
+    width = max(2, len(str(count)))
+    return output_stem(f"{chapter.number:0{width}d} {chapter.title}")
+
+
+def credits(book: Book, tags: BookTags) -> tuple[str, str]:
+    """ACX's opening and closing credits, as chapter texts."""
+    title, author = tags.title or book.title, tags.author or book.author
+    names = f"Written by {author}." if author else ""
+    if tags.narrator:
+        names += f" Narrated by {tags.narrator}."
+    return (
+        f"<p>{title}.</p><p>{names}</p>",
+        f"<p>This has been {title}.</p><p>{names}</p><p>The end.</p>",
+    )
+
+
+@task(name="write-chapter-texts", cache_policy=NONE)
+def write_texts(texts: dict[str, str], folder: Path) -> None:
+    """Each chapter's HTML as `folder`/<name>.html, written only when it changed (so an
+    unchanged chapter stays current), and the folder's other chapters removed (so the
+    batch narrates exactly this selection)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, html in texts.items():
+        path = folder / f"{name}.html"
+        if not path.is_file() or path.read_text(encoding="utf-8") != html:
+            staged = path.with_suffix(".partial")
+            staged.write_text(html, encoding="utf-8")
+            os.replace(staged, path)
+    for stale in folder.glob("*.html"):
+        if stale.stem not in texts:
+            stale.unlink()
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+@task(name="assemble-audiobook", cache_policy=NONE)
+def assemble(
+    parts: list[Part], out: Path, tags: BookTags, book: Book, record: Path
+) -> tuple[list[Marker], bool]:
+    """The M4B, unless book.json says it was made from these very inputs; its markers and
+    whether it was written now."""
+    inputs = {
+        "chapters": [{"title": p.title, "wav_sha256": _digest(p.wav)} for p in parts],
+        "tags": tags.model_dump(),
+        "cover_sha256": hashlib.sha256(book.cover).hexdigest() if book.cover else None,
+    }
+    if out.is_file() and record.is_file():
+        previous = json.loads(record.read_text())
+        if previous.get("inputs") == inputs:
+            return [Marker(**m) for m in previous["markers"]], False
+    markers = write_audiobook(parts, out, tags, book.cover, book.cover_type)
+    body = {
+        "book": book.source,
+        "audiobook": out.name,
+        "inputs": inputs,
+        "markers": [vars(m) for m in markers],
+    }
+    staged = record.with_suffix(".partial")
+    staged.write_text(json.dumps(body, indent=2) + "\n")
+    os.replace(staged, record)
+    return markers, True
+
+
+def book_tags(book: Book, tags: BookTags) -> BookTags:
+    """`tags` with what it leaves unset taken from the book's metadata."""
+    return tags.model_copy(
+        update={
+            "title": tags.title or book.title,
+            "author": tags.author or book.author or None,
+            "year": tags.year or book.year,
+            "description": tags.description or book.description,
+        }
+    )
+
+
+@checked_flow(name="narrate-book")
+def narrate_book(
+    book: str,
+    out_dir: str,
+    chapters: str | None = None,
+    include_matter: bool = False,
+    voice: CredentialFree | None = None,
+    options: NarrationOptions = NarrationOptions(),  # noqa: B008 - frozen, shown in the UI
+    max_in_flight: Annotated[int, Field(ge=1, le=MAX_IN_FLIGHT)] = 2,
+    lexicon: Lexicon | None = None,
+    cast: Cast | None = None,
+    tags: BookTags = BookTags(),  # noqa: B008 - frozen, shown in the UI
+    acx: bool = False,
+) -> BookResult:
+    """Narrate a book (EPUB or DOCX) into one M4B with a marker per chapter.
+
+    Args:
+        book: The .epub or .docx file: a path on the worker or an s3://bucket/key URI.
+        out_dir: Folder for the chapters' outputs, the M4B and (with acx) the ACX package.
+        chapters: Which chapters, by number as `narrator book plan` lists them ("3-7,9").
+            Empty: every chapter that is not front or back matter.
+        include_matter: Also narrate the cover, copyright, contents and index pages.
+        voice: Built-in or library voice name, or reference clip, for every chapter.
+        options: Narration options, for every chapter.
+        max_in_flight: Chapters narrated at once.
+        lexicon: How to say names and rare words, for every chapter.
+        cast: For dialogue: the narrator's and each speaker's voice.
+        tags: The audiobook's tags beyond the book's own metadata (narrator, series...).
+        acx: Also make the ACX package in out_dir/acx/.
+    """
+    logger = get_run_logger()
+    settings = services().settings
+    if is_s3(out_dir):
+        raise InputError(
+            f"{out_dir}: a book is assembled in a folder; give a local --out "
+            "(copy the results to S3 afterwards)"
+        )
+    read = read_book(book, settings.s3_endpoint_url)
+    chosen = read.select(chapters, include_matter)
+    skipped = [c for c in read.chapters if c not in chosen]
+    for chapter in skipped:
+        logger.info("skipping %d %s (%s)", chapter.number, chapter.title, chapter.matter)
+    if not chosen:
+        raise InputError(f"{book}: no chapters to narrate (`narrator book plan` lists them)")
+    tags = book_tags(read, tags)
+    names = {c.number: chapter_name(c, len(read.chapters)) for c in chosen}
+    texts = {names[c.number]: c.html for c in chosen}
+    if acx:
+        opening, closing = credits(read, tags)
+        texts["00-opening-credits"] = opening
+        texts["zz-closing-credits"] = closing
+    out = Path(out_dir)
+    write_texts(texts, out / TEXT_FOLDER)
+    state = narrate_batch(
+        str(out / TEXT_FOLDER),
+        out_dir,
+        "*.html",
+        voice,
+        options,
+        max_in_flight,
+        lexicon,
+        cast,
+        return_state=True,
+    )
+    if not state.is_completed():
+        raise PermanentError(f"the book was not assembled: {reason(state)}")
+    batch = typing_cast(BatchResult, state.result())
+    wavs = {name: out / name / f"{name}.wav" for name in texts}
+    parts = [Part(c.title, wavs[names[c.number]]) for c in chosen]
+    audiobook = out / f"{output_stem(book)}.m4b"
+    markers, assembled = assemble(parts, audiobook, tags, read, out / BOOK_RECORD)
+    report = None
+    if acx:
+        files = [(c.title, wavs[names[c.number]]) for c in chosen]
+        made = package(files, wavs["00-opening-credits"], wavs["zz-closing-credits"], out / "acx")
+        report = str(out / "acx" / "acx-report.json")
+        if not made["passed"]:
+            logger.warning("ACX checks: some files fail; see %s", report)
+    create_markdown_artifact(
+        _summary(read, markers, skipped, batch),
+        key="book-summary",
+        description=f"{read.title}: {len(chosen)} chapters",
+    )
+    return BookResult(
+        audiobook=str(audiobook),
+        chapters=[c.title for c in chosen],
+        batch=batch,
+        assembled=assembled,
+        acx_report=report,
+    )
+
+
+def _summary(book: Book, markers: list[Marker], skipped: list[BookChapter], batch: Any) -> str:
+    rows = [f"| {m.title} | {m.start / 60:.2f} | {(m.end - m.start) / 60:.2f} |" for m in markers]
+    lines = [
+        f"**{book.title}**{' by ' + book.author if book.author else ''}: {len(markers)} "
+        f"chapters ({len(batch.narrated)} narrated now, {len(batch.skipped)} already current).",
+        "",
+        "| chapter | starts (min) | length (min) |",
+        "|---|---:|---:|",
+        *rows,
+    ]
+    if skipped:
+        lines += ["", "Skipped: " + ", ".join(f"{c.title} ({c.matter})" for c in skipped) + "."]
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Books narrated through the real flow: EPUB in, one M4B out (markers, cover, tags), an
+ACX package that passes ACX's checks, and an edit that regenerates only its chunks."""
+
+import json
+from pathlib import Path
+
+import av
+import pytest
+import soundfile as sf
+from mutagen.mp4 import MP4
+
+from flows.book import narrate_book
+from gpu_worker.schema import GenerationParams
+from tasks.book.acx import HEAD_S, TAIL_S
+from tasks.book.audiobook import CHAPTER_GAP, BookTags
+from tasks.encode import decoded_seconds
+from tasks.options import NarrationOptions
+from tests import books
+from tests.conftest import local_backend
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+FAST = NarrationOptions(
+    generation=GenerationParams(n_candidates=1), formats=[], validate_chapter=False
+)
+TAGS = BookTags(narrator="Grace Hopper", series="Keepers", series_position="2")
+
+
+def engine_calls() -> int:
+    return int(local_backend().requests)
+
+
+def read_chapters(m4b: Path) -> list[tuple[str, float, float]]:
+    with av.open(str(m4b)) as container:
+        return [
+            (
+                c["metadata"]["title"],
+                float(c["start"] * c["time_base"]),
+                float(c["end"] * c["time_base"]),
+            )
+            for c in container.chapters()
+        ]
+
+
+def test_an_epub_becomes_one_m4b_and_an_edit_regenerates_only_its_chunks(
+    tmp_path: Path, cache: Path
+) -> None:
+    book, out = books.epub(tmp_path / "keeper.epub", 3), tmp_path / "audio"
+    result = narrate_book(str(book), str(out), tags=TAGS, options=FAST, acx=True)
+
+    assert result.chapters == ["Chapter One", "Chapter Two", "Chapter Three"]
+    m4b = Path(result.audiobook)
+    assert m4b == out / "keeper.m4b"
+    folders = ["04-Chapter-One", "05-Chapter-Two", "06-Chapter-Three"]
+    lengths = [sf.info(str(out / f / f"{f}.wav")).duration for f in folders]
+    starts = [sum(lengths[:i]) + i * CHAPTER_GAP for i in range(3)]
+    found = read_chapters(m4b)
+    assert [title for title, _, _ in found] == result.chapters
+    total = starts[-1] + lengths[-1]
+    ends = [*starts[1:], total]  # a chapter's marker runs to the next one's
+    for (_, start, end), expected, until in zip(found, starts, ends, strict=True):
+        assert (start, end) == pytest.approx((expected, until), abs=0.05)
+    assert decoded_seconds(m4b) == pytest.approx(total, abs=0.05)
+    tags = MP4(str(m4b)).tags
+    assert tags is not None
+    assert tags["\xa9nam"] == [books.TITLE] and tags["\xa9ART"] == [books.AUTHOR]
+    assert tags["\xa9wrt"] == ["Grace Hopper"] and tags["\xa9day"] == ["2026"]
+    assert tags["desc"] == [books.DESCRIPTION] and tags["stik"] == [2]
+    assert bytes(tags["----:com.apple.iTunes:SERIES"][0]) == b"Keepers"
+    assert bytes(tags["covr"][0]) == books.cover_png()
+
+    report = json.loads(Path(str(result.acx_report)).read_text())
+    assert report["passed"], report
+    names = [f["file"] for f in report["files"]]
+    mp3s = ["01-Chapter-One.mp3", "02-Chapter-Two.mp3", "03-Chapter-Three.mp3"]
+    assert names == ["00-Opening-credits.mp3", *mp3s, "04-Closing-credits.mp3"]
+    for name, length in zip(mp3s, lengths, strict=True):
+        mp3 = out / "acx" / name
+        assert decoded_seconds(mp3) == pytest.approx(length + HEAD_S + TAIL_S, abs=0.05)
+        with av.open(str(mp3)) as container:
+            stream = container.streams.audio[0]
+            assert (container.format.name, stream.rate, stream.channels) == ("mp3", 44100, 1)
+            assert stream.bit_rate == 192_000
+
+    edited = [books.CHAPTERS[0], ("Chapter Two", ["The beam swept across the calm water."])]
+    books.epub(book, 3, [*edited, books.CHAPTERS[2]])
+    calls = engine_calls()
+    again = narrate_book(str(book), str(out), tags=TAGS, options=FAST)
+    assert engine_calls() == calls + 1  # chapter two's changed sentence, nothing else
+    assert again.batch.narrated == [str(out / "text" / "05-Chapter-Two.html")]
+    assert again.assembled and len(again.batch.skipped) == 2
+    lengths[1] = sf.info(str(out / folders[1] / f"{folders[1]}.wav")).duration
+    assert read_chapters(m4b)[2][1] == pytest.approx(sum(lengths[:2]) + 2 * CHAPTER_GAP, abs=0.05)
+
+    calls = engine_calls()
+    assert not narrate_book(str(book), str(out), tags=TAGS, options=FAST).assembled
+    assert engine_calls() == calls
