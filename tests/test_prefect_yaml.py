@@ -16,6 +16,7 @@ REQUIRED = {
     "narrate-chapter": ["source"],
     "narrate-digest-elevenlabs": ["source"],
     "nightly-batch": ["source", "out_dir"],
+    "narrate-book": ["book", "out_dir"],
     "redo-chunks": ["out_dir"],
 }
 

@@ -19,6 +19,7 @@ import io
 import posixpath
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import unquote, urldefrag
@@ -93,7 +94,8 @@ class _Reader:
         try:
             with self.archive.open(info) as member:
                 data = member.read(MAX_MEMBER_BYTES + 1)
-        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as e:  # CRC, cut, password
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as e:
+            # a CRC mismatch, a cut or corrupt stream, a password-protected member
             raise self.bad(f"{path} cannot be extracted ({e})") from None
         except NotImplementedError as e:  # a compression method zipfile lacks
             raise self.bad(f"{path}: {e}") from None

@@ -8,13 +8,18 @@ import av
 import pytest
 import soundfile as sf
 from mutagen.mp4 import MP4
+from typer.testing import CliRunner
 
+from flows.batch import narrate_batch
 from flows.book import narrate_book
+from flows.cli import app
+from flows.services import configured
 from gpu_worker.schema import GenerationParams
 from tasks.book.acx import HEAD_S, TAIL_S
 from tasks.book.audiobook import CHAPTER_GAP, BookTags
 from tasks.encode import decoded_seconds
 from tasks.options import NarrationOptions
+from tasks.settings import NarratorSettings
 from tests import books
 from tests.conftest import local_backend
 
@@ -41,10 +46,22 @@ def read_chapters(m4b: Path) -> list[tuple[str, float, float]]:
         ]
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One chunk cache for this module's books: the same chapters in another format are
+    cache hits (the spoken text is what is cached, not the markup)."""
+    return tmp_path_factory.mktemp("book-cache")
+
+
 def test_an_epub_becomes_one_m4b_and_an_edit_regenerates_only_its_chunks(
-    tmp_path: Path, cache: Path
+    tmp_path: Path, shared_cache: Path
 ) -> None:
     book, out = books.epub(tmp_path / "keeper.epub", 3), tmp_path / "audio"
+    with configured(NarratorSettings(cache_dir=str(shared_cache))):
+        edit_and_rerun(book, out)
+
+
+def edit_and_rerun(book: Path, out: Path) -> None:
     result = narrate_book(str(book), str(out), tags=TAGS, options=FAST, acx=True)
 
     assert result.chapters == ["Chapter One", "Chapter Two", "Chapter Three"]
@@ -94,3 +111,43 @@ def test_an_epub_becomes_one_m4b_and_an_edit_regenerates_only_its_chunks(
     calls = engine_calls()
     assert not narrate_book(str(book), str(out), tags=TAGS, options=FAST).assembled
     assert engine_calls() == calls
+
+
+@pytest.mark.parametrize("kind", ["docx", "epub2"])
+def test_book_run_narrates_a_word_document_and_an_epub2(
+    tmp_path: Path, shared_cache: Path, kind: str
+) -> None:
+    """`narrator book run`, as a user types it: one line per result, the M4B's three
+    markers titled from the headings (DOCX) or the NCX (EPUB 2)."""
+    if kind == "docx":
+        book = books.docx(tmp_path / "keeper.docx")
+    else:
+        book = books.epub(tmp_path / "keeper.epub", 2)
+    out = tmp_path / "audio"
+    args = ["book", "run", str(book), "--out", str(out), "--candidates", "1", "--no-validate"]
+    result = CliRunner().invoke(
+        app, [*args, "--narrator", "Grace Hopper", "--cache-dir", str(shared_cache)]
+    )
+    assert result.exit_code == 0, result.output
+    m4b = out / "keeper.m4b"
+    assert f"audiobook  {m4b}" in result.output and "3 (3 narrated now" in result.output
+    assert [title for title, _, _ in read_chapters(m4b)] == [t for t, _ in books.CHAPTERS]
+    tags = MP4(str(m4b)).tags
+    assert tags is not None and tags["\xa9wrt"] == ["Grace Hopper"]
+    assert bytes(tags["covr"][0]) == books.cover_png()
+
+
+def test_the_nightly_batch_takes_a_book_as_its_source(tmp_path: Path, shared_cache: Path) -> None:
+    book, out = books.epub(tmp_path / "keeper.epub", 3), tmp_path / "nightly"
+    with configured(NarratorSettings(cache_dir=str(shared_cache))):
+        result = narrate_batch(str(book), str(out), options=FAST)
+    text = out / "text"
+    assert sorted(Path(c).name for c in result.narrated) == [
+        "04-Chapter-One.html",
+        "05-Chapter-Two.html",
+        "06-Chapter-Three.html",
+    ]
+    assert [title for title, _, _ in read_chapters(out / "keeper.m4b")] == [
+        t for t, _ in books.CHAPTERS
+    ]
+    assert sorted(p.name for p in text.iterdir()) == sorted(Path(c).name for c in result.narrated)

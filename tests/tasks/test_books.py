@@ -1,0 +1,199 @@
+"""Books read into chapters: the table of contents followed, matter recognised and skipped,
+the metadata and cover found, and a malformed or DRM-protected book refused in one line."""
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from gpu_worker.errors import InputError
+from tasks.book import read_book
+from tasks.book.docx import read_docx
+from tests import books
+
+TITLES = [title for title, _ in books.CHAPTERS]
+
+
+def build(kind: str, folder: Path) -> Path:
+    if kind == "docx":
+        return books.docx(folder / "keeper.docx")
+    return books.epub(folder / f"keeper-{kind}.epub", 3 if kind == "epub3" else 2)
+
+
+@pytest.mark.parametrize("kind", ["epub3", "epub2", "docx"])
+def test_each_kind_of_book_gives_exactly_its_three_chapters(tmp_path: Path, kind: str) -> None:
+    book = read_book(str(build(kind, tmp_path)))
+    chosen = book.select()
+    assert [c.title for c in chosen] == TITLES
+    assert "The keeper climbed the stairs at dusk." in chosen[0].html
+    assert [c.words for c in chosen] == [14, 9, 11]  # heading and sentences, nothing else
+    assert (book.title, book.author) == (books.TITLE, books.AUTHOR)
+    assert book.description == books.DESCRIPTION  # the EPUB's HTML markup taken out
+    assert (book.cover, book.cover_type) == (books.cover_png(), "image/png")
+    skipped = [c for c in book.chapters if c not in chosen]
+    if kind == "docx":
+        assert [(c.title, c.matter) for c in skipped] == [("Front matter", "front matter")]
+    else:
+        assert [(c.title, c.matter) for c in skipped] == [
+            ("Cover", "cover"),
+            ("Copyright", "copyright page"),
+            ("Contents", "table of contents"),
+        ]
+        assert book.year == "2026" and book.language == "en"
+    # matter can still be chosen, by number or all at once
+    assert [c.title for c in book.select(include_matter=True)][-3:] == TITLES
+    assert [c.number for c in book.select(f"{chosen[1].number}-{chosen[2].number}")] == [
+        chosen[1].number,
+        chosen[2].number,
+    ]
+
+
+def test_chapters_are_cut_where_the_contents_point_not_where_files_end(tmp_path: Path) -> None:
+    """Two chapters in one file (cut at their fragments), a chapter split over two files
+    (the second continues it), a part holding chapters (each its own), and sections
+    listed under their chapter in its own file (not chapters)."""
+    part = books._xhtml("Part One", "<h1>Part One</h1><p>The early years.</p>")
+    both = books._xhtml(
+        "Two chapters",
+        '<section id="c1"><h1>Chapter One</h1><p>The keeper climbed the stairs.</p>'
+        '<h2 id="s1">Dusk</h2><p>He lit the lamp.</p></section>'
+        '<section id="c2"><h1>Chapter Two</h1><p>The beam swept the water.</p></section>',
+    )
+    more = books._xhtml("", "<p>The water was calm all night.</p>")
+    nav = books._xhtml(
+        "Contents",
+        '<nav epub:type="toc"><ol><li><a href="part.xhtml">Part One</a><ol>'
+        '<li><a href="both.xhtml#c1">Chapter One</a>'
+        '<ol><li><a href="both.xhtml#s1">Dusk</a></li></ol></li>'
+        '<li><a href="both.xhtml#c2">Chapter Two</a></li></ol></li></ol></nav>',
+    )
+    opf = (
+        '<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0">'
+        '<metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>Parts</dc:title>'
+        "</metadata><manifest>"
+        '<item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>'
+        '<item id="part" href="part.xhtml" media-type="application/xhtml+xml"/>'
+        '<item id="both" href="both.xhtml" media-type="application/xhtml+xml"/>'
+        '<item id="more" href="more.xhtml" media-type="application/xhtml+xml"/>'
+        '</manifest><spine><itemref idref="part"/><itemref idref="both"/>'
+        '<itemref idref="more"/></spine></package>'
+    )
+    path = tmp_path / "parts.epub"
+    books.write_zip(
+        path,
+        {
+            "OEBPS/content.opf": opf,
+            "OEBPS/nav.xhtml": nav,
+            "OEBPS/part.xhtml": part,
+            "OEBPS/both.xhtml": both,
+            "OEBPS/more.xhtml": more,
+        },
+    )
+    book = read_book(str(path))
+    assert [(c.title, c.location) for c in book.select()] == [
+        ("Part One", "OEBPS/part.xhtml"),
+        ("Chapter One", "OEBPS/both.xhtml#c1"),
+        ("Chapter Two", "OEBPS/both.xhtml#c2"),
+    ]
+    one, two = book.select()[1:]
+    assert "He lit the lamp." in one.html and "beam" not in one.html
+    assert "The beam swept the water." in two.html and "calm all night" in two.html
+    assert [c.title for c in book.chapters] == ["Part One", "Chapter One", "Chapter Two"]
+
+
+def _refusal(path: Path) -> str:
+    with pytest.raises(InputError) as refused:
+        read_book(str(path))
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(str(path))
+    return message
+
+
+def test_a_malformed_book_fails_with_one_line_saying_why(tmp_path: Path) -> None:
+    good = books.epub(tmp_path / "good.epub").read_bytes()
+    cut = tmp_path / "cut.epub"
+    cut.write_bytes(good[: len(good) // 2])
+    assert "not a ZIP archive" in _refusal(cut)
+
+    def without(name: str, replace: bytes | None = None) -> Path:
+        path = tmp_path / f"no-{name.replace('/', '-')}.epub"
+        with zipfile.ZipFile(tmp_path / "good.epub") as source, zipfile.ZipFile(path, "w") as out:
+            for item in source.infolist():
+                if item.filename != name:
+                    out.writestr(item, source.read(item))
+                elif replace is not None:
+                    out.writestr(item, replace)
+        return path
+
+    assert "META-INF/container.xml is missing" in _refusal(without("META-INF/container.xml"))
+    assert "OEBPS/content.opf is not well-formed XML" in _refusal(
+        without("OEBPS/content.opf", b"<package><metadata>")
+    )
+    assert "the spine's OEBPS/ch2.xhtml is missing" in _refusal(without("OEBPS/ch2.xhtml"))
+    assert "neither UTF-8 nor UTF-16" in _refusal(without("OEBPS/ch1.xhtml", b"\xff\xfe\xff" * 3))
+    corrupt = bytearray(good)
+    at = good.index(b"OEBPS/ch1.xhtml") + 60  # inside that member's compressed data
+    corrupt[at : at + 8] = b"\x00" * 8
+    (tmp_path / "crc.epub").write_bytes(bytes(corrupt))
+    assert "malformed EPUB" in _refusal(tmp_path / "crc.epub")
+    (tmp_path / "bad.docx").write_bytes(b"PK\x03\x04 not really")
+    assert "not a readable Word document" in _refusal(tmp_path / "bad.docx")
+    (tmp_path / "book.pdf").write_bytes(b"%PDF-1.7")
+    assert "narrator reads .epub and .docx books" in _refusal(tmp_path / "book.pdf")
+
+
+ENCRYPTION = """<?xml version="1.0"?>
+<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container"
+  xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData>
+  <enc:EncryptionMethod Algorithm="{algorithm}"/>
+  <enc:CipherData><enc:CipherReference URI="OEBPS/{target}"/></enc:CipherData>
+</enc:EncryptedData></encryption>"""
+
+
+def test_drm_is_refused_but_font_obfuscation_is_not(tmp_path: Path) -> None:
+    drm = ENCRYPTION.format(
+        algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc", target="ch1.xhtml"
+    )
+    locked = books.epub(tmp_path / "locked.epub", extra={"META-INF/encryption.xml": drm})
+    assert "DRM-protected (META-INF/encryption.xml encrypts 1 file(s))" in _refusal(locked)
+    adobe = books.epub(tmp_path / "adept.epub", extra={"META-INF/rights.xml": "<rights/>"})
+    assert "DRM-protected (META-INF/rights.xml)" in _refusal(adobe)
+    fonts = ENCRYPTION.format(algorithm="http://www.idpf.org/2008/embedding", target="font.otf")
+    fine = books.epub(tmp_path / "fonts.epub", extra={"META-INF/encryption.xml": fonts})
+    assert [c.title for c in read_book(str(fine)).select()] == TITLES
+
+
+def test_book_plan_prints_the_chapters_their_cost_and_what_is_skipped(tmp_path: Path) -> None:
+    book = books.epub(tmp_path / "keeper.epub")
+    result = CliRunner().invoke(app, ["book", "plan", str(book)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "Chapter" in line]
+    assert [r.split("│")[2].strip() for r in rows] == TITLES
+    assert "3 chapters" in result.output
+    for skipped in ("1  Cover  (cover", "2  Copyright  (copyright page", "3  Contents"):
+        assert skipped in result.output
+    picked = CliRunner().invoke(app, ["book", "plan", str(book), "--chapters", "5-6,9"])
+    assert picked.exit_code == 1
+    assert "--chapters: '9' is outside the book's chapters 1-6" in picked.output
+
+
+def test_a_word_document_keeps_its_headings_lists_and_tables(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Chapter One", level=1)
+    document.add_heading("The stairs", level=2)
+    document.add_paragraph("Three things to bring:", style="Normal")
+    document.add_paragraph("a lamp", style="List Bullet")
+    table = document.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "oil", "two gallons"
+    document.add_heading("Copyright", level=1)
+    document.add_paragraph("All rights reserved.")
+    path = tmp_path / "notes.docx"
+    document.save(str(path))
+    one, rights = read_docx(path.read_bytes(), str(path)).chapters
+    assert "<h2>The stairs</h2>" in one.html and "<li>a lamp</li>" in one.html
+    assert "<td>oil</td><td>two gallons</td>" in one.html
+    assert (rights.title, rights.matter) == ("Copyright", "copyright page")
