@@ -10,6 +10,7 @@ naming the chapters that failed and why.
 import contextvars
 import hashlib
 import json
+import re
 import typing
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
@@ -103,8 +104,11 @@ def _chapter(
 
 
 def reason(state: State[Any]) -> str:
+    """Why a subflow failed, as its error said it (without Prefect's preamble and the
+    exception's class name)."""
     message = str(state.message or state.name)
-    return message.removeprefix("Flow run encountered an exception: ")
+    message = message.removeprefix("Flow run encountered an exception: ")
+    return re.sub(r"^[A-Z]\w*(?:Error|Exception): ", "", message)
 
 
 @checked_flow(name="narrate-batch")
@@ -195,7 +199,10 @@ def narrate_batch(
     if result.failed:
         raise PermanentError(
             f"{len(result.failed)} of {len(chapters)} chapters failed: "
-            + "; ".join(f"{c}: {why}" for c, why in result.failed.items())
+            + "; ".join(
+                why if why.startswith(f"{c}: ") else f"{c}: {why}"
+                for c, why in result.failed.items()
+            )
         )
     return result
 

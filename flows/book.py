@@ -8,8 +8,9 @@ changed). The nightly batch (flows/batch.py) narrates them, as subflows, into
 only its changed chunks (the chunk cache), a failed one fails alone and is named, and then
 the book is not assembled. The chapters' WAVs are joined into `out_dir`/<book>.m4b with a
 marker per chapter, the cover and the tags (tasks/book/audiobook.py); book.json records
-what went in. An assembly whose inputs (chapters' audio, tags, cover) are unchanged is not
-redone.
+what went in, and each chapter's loudness (every chapter is levelled to the same target
+by its own run; a spread over `LOUDNESS_SPREAD_LU` is warned about). An assembly whose
+inputs (chapters' audio, tags, cover) are unchanged is not redone.
 """
 
 import hashlib
@@ -40,6 +41,8 @@ from tasks.text.lexicon import Lexicon
 
 TEXT_FOLDER = "text"
 BOOK_RECORD = "book.json"
+LOUDNESS_SPREAD_LU = 1.0  # chapters further apart than this are warned about
+TITLE_CHARS = 60  # of a chapter's title in its file and folder names
 
 
 class BookResult(BaseModel):
@@ -54,7 +57,7 @@ def chapter_name(chapter: BookChapter, count: int) -> str:
     """The chapter's file and folder name: its number, padded so names sort in reading
     order, and its title."""
     width = max(2, len(str(count)))
-    return output_stem(f"{chapter.number:0{width}d} {chapter.title}")
+    return output_stem(f"{chapter.number:0{width}d} {chapter.title[:TITLE_CHARS]}")
 
 
 def credits(book: Book, tags: BookTags) -> tuple[str, str]:
@@ -110,11 +113,22 @@ def assemble(
         if previous.get("inputs") == inputs:
             return [Marker(**m) for m in previous["markers"]], False
     markers = write_audiobook(parts, out, tags, book.cover, book.cover_type)
+    levels = [p.lufs for p in parts if p.lufs is not None]
+    spread = round(max(levels) - min(levels), 2) if levels else None
+    if spread is not None and spread > LOUDNESS_SPREAD_LU:
+        get_run_logger().warning(
+            "the chapters' loudness differs by %.1f LU (book.json lists each)", spread
+        )
     body = {
         "book": book.source,
         "audiobook": out.name,
         "inputs": inputs,
         "markers": [vars(m) for m in markers],
+        "chapters": [
+            {"title": p.title, "start": m.start, "end": m.end, "integrated_lufs": p.lufs}
+            for p, m in zip(parts, markers, strict=True)
+        ],
+        "loudness_spread_lu": spread,
     }
     staged = record.with_suffix(".partial")
     staged.write_text(json.dumps(body, indent=2) + "\n")
@@ -202,7 +216,7 @@ def narrate_book(
         raise PermanentError(f"the book was not assembled: {reason(state)}")
     batch = typing_cast(BatchResult, state.result())
     wavs = {name: out / name / f"{name}.wav" for name in texts}
-    parts = [Part(c.title, wavs[names[c.number]]) for c in chosen]
+    parts = [Part(c.title, wavs[names[c.number]], _lufs(out / names[c.number])) for c in chosen]
     audiobook = out / f"{output_stem(book)}.m4b"
     markers, assembled = assemble(parts, audiobook, tags, read, out / BOOK_RECORD)
     report = None
@@ -224,6 +238,14 @@ def narrate_book(
         assembled=assembled,
         acx_report=report,
     )
+
+
+def _lufs(folder: Path) -> float | None:
+    """The chapter's integrated loudness, as its run measured it."""
+    try:
+        return float(json.loads((folder / "metadata.json").read_text())["audio"]["integrated_lufs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _summary(book: Book, markers: list[Marker], skipped: list[BookChapter], batch: Any) -> str:

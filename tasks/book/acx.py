@@ -158,7 +158,7 @@ def package(chapters: list[tuple[str, Path]], opening: Path, closing: Path, out:
     out.mkdir(parents=True, exist_ok=True)
     files = [("Opening credits", opening), *chapters, ("Closing credits", closing)]
     width = max(2, len(str(len(files))))
-    named = [(output_stem(f"{i:0{width}d} {t}"), t, wav) for i, (t, wav) in enumerate(files)]
+    named = [(output_stem(f"{i:0{width}d} {t[:60]}"), t, wav) for i, (t, wav) in enumerate(files)]
     checks = []
     for seed, (name, title, wav) in enumerate(named):
         audio, rate = read_mono(wav)

@@ -42,10 +42,12 @@ class BookTags(BaseModel):
 
 @dataclass(frozen=True)
 class Part:
-    """One chapter of the audiobook: its title and its narrated WAV."""
+    """One chapter of the audiobook: its title, its narrated WAV and that WAV's integrated
+    loudness (as its run measured it, in its metadata.json)."""
 
     title: str
     wav: Path
+    lufs: float | None = None
 
 
 def join_chapters(parts: list[Part], out: Path, gap: float = CHAPTER_GAP) -> list[Marker]:

@@ -10,7 +10,9 @@ uses encryption.xml, is not DRM and is allowed.
 Chapters: each table-of-contents entry starts one, in spine order, at its fragment if it
 has one; an entry nested under one that points into the same file is a section, not a
 chapter. A spine document no entry points into continues the chapter before it, unless it
-is front or back matter, then it is an item of its own (skipped by default). Matter is
+is front or back matter or comes before the first entry: then it is an item of its own
+(matter is skipped by default). A book without a table of contents has a chapter per
+spine document. Matter is
 recognised from the EPUB 3 landmarks, the EPUB 2 guide, `epub:type` on the document's body
 or first section, and the title.
 """
@@ -195,7 +197,7 @@ class _Reader:
             book.year = date[:4] if date and date[:4].isdigit() else None
             book.publisher = _dc(metadata, "publisher")
         self.cover(book, manifest, metadata)
-        book.chapters = self.chapters(spine, entries, landmarks)
+        book.chapters = self.chapters(spine, entries, landmarks, book.title)
         return book
 
     def cover(self, book: Book, manifest: dict, metadata: ElementTree.Element | None) -> None:
@@ -249,14 +251,23 @@ class _Reader:
         return entries
 
     def chapters(
-        self, spine: list[tuple[str, bool]], entries: list[_Entry], landmarks: dict[str, str]
+        self,
+        spine: list[tuple[str, bool]],
+        entries: list[_Entry],
+        landmarks: dict[str, str],
+        title: str,
     ) -> list[BookChapter]:
+        """The book's chapters in spine order (see the module's docstring); `title` is the
+        book's, which a title page repeats."""
         order = {path: i for i, (path, _) in enumerate(spine)}
         starts: dict[str, list[_Entry]] = {}
+        seen = set()
         for entry in entries:
-            if entry.path in order:
+            if entry.path in order and (entry.path, entry.fragment) not in seen:
+                seen.add((entry.path, entry.fragment))
                 starts.setdefault(entry.path, []).append(entry)
         items: list[tuple[str, list[str], str, str | None]] = []  # title, html, location, matter
+        started = False  # whether a table-of-contents entry has begun a chapter
         for path, linear in spine:
             if path not in self.members:
                 raise self.bad(f"the spine's {path} is missing")
@@ -265,28 +276,32 @@ class _Reader:
             here = sorted(starts.get(path, []), key=lambda e: _position(document, e.fragment))
             cuts = [_position(document, e.fragment) for e in here]
             head = document[: cuts[0]] if cuts else document
-            if not here and (matter or not linear or not items):
-                title = _first_heading(document) or posixpath.basename(path)
-                reason = matter or ("outside the reading order" if not linear else None)
-                items.append((title, [document], path, reason or matter_from_title(title)))
+            if not here and (matter or not linear or not started or not starts):
+                heading = _first_heading(document) or posixpath.basename(path)
+                if not matter and not started and heading.casefold() == title.casefold():
+                    matter = "title page"
+                if not linear:
+                    matter = matter or "outside the reading order"
+                items.append((heading, [document], path, matter or matter_from_title(heading)))
                 continue
-            if items and not here:
+            if not here:
                 items[-1][1].append(head)  # a continuation of the chapter before
                 continue
-            if items and _has_text(head):
+            if items and started and _has_text(head):
                 items[-1][1].append(head)
             for i, entry in enumerate(here):
                 end = cuts[i + 1] if i + 1 < len(cuts) else len(document)
                 part = document[cuts[i] : end]
-                if i == 0 and not items:
+                if i == 0 and not started:
                     part = head + part
                 location = path + (f"#{entry.fragment}" if entry.fragment else "")
-                title = entry.title or _first_heading(part) or posixpath.basename(path)
-                reason = (matter if i == 0 else None) or matter_from_title(title)
-                items.append((title, [part], location, reason))
+                name = entry.title or _first_heading(part) or posixpath.basename(path)
+                reason = (matter if i == 0 else None) or matter_from_title(name)
+                items.append((name, [part], location, reason))
+            started = True
         return [
-            BookChapter(number, title, "".join(parts), location, matter)
-            for number, (title, parts, location, matter) in enumerate(items, 1)
+            BookChapter(number, name, "".join(parts), location, matter)
+            for number, (name, parts, location, matter) in enumerate(items, 1)
         ]
 
 

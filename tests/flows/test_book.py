@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 import soundfile as sf
 from mutagen.mp4 import MP4
@@ -14,7 +15,9 @@ from flows.batch import narrate_batch
 from flows.book import narrate_book
 from flows.cli import app
 from flows.services import configured
+from gpu_worker.errors import PermanentError
 from gpu_worker.schema import GenerationParams
+from tasks.book import read_book
 from tasks.book.acx import HEAD_S, TAIL_S
 from tasks.book.audiobook import CHAPTER_GAP, BookTags
 from tasks.encode import decoded_seconds
@@ -53,6 +56,14 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("book-cache")
 
 
+def room_tone_db(mp3: Path, seconds: float) -> float:
+    """RMS of the first `seconds` of the decoded file, in dB."""
+    with av.open(str(mp3)) as container:
+        samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+    head = samples[: int(seconds * 44100)].astype(np.float64)
+    return float(20 * np.log10(np.sqrt(np.mean(head**2))))
+
+
 def test_an_epub_becomes_one_m4b_and_an_edit_regenerates_only_its_chunks(
     tmp_path: Path, shared_cache: Path
 ) -> None:
@@ -84,15 +95,26 @@ def edit_and_rerun(book: Path, out: Path) -> None:
     assert tags["desc"] == [books.DESCRIPTION] and tags["stik"] == [2]
     assert bytes(tags["----:com.apple.iTunes:SERIES"][0]) == b"Keepers"
     assert bytes(tags["covr"][0]) == books.cover_png()
+    record = json.loads((out / "book.json").read_text())
+    levels = [c["integrated_lufs"] for c in record["chapters"]]
+    assert all(abs(lufs + 18.0) <= 1.0 for lufs in levels), levels  # the audiobook preset
+    assert record["loudness_spread_lu"] == pytest.approx(max(levels) - min(levels), abs=0.01)
 
     report = json.loads(Path(str(result.acx_report)).read_text())
     assert report["passed"], report
+    sample = report["retail_sample"]  # the whole book is 17 s: all of it, and a note why
+    assert sample["length_ok"] is False and "ACX asks for a sample of 1-5 minutes" in sample["note"]
+    assert decoded_seconds(out / "acx" / "retail-sample.mp3") == pytest.approx(
+        sum(lengths) + HEAD_S + TAIL_S, abs=0.05
+    )
     names = [f["file"] for f in report["files"]]
     mp3s = ["01-Chapter-One.mp3", "02-Chapter-Two.mp3", "03-Chapter-Three.mp3"]
     assert names == ["00-Opening-credits.mp3", *mp3s, "04-Closing-credits.mp3"]
     for name, length in zip(mp3s, lengths, strict=True):
         mp3 = out / "acx" / name
         assert decoded_seconds(mp3) == pytest.approx(length + HEAD_S + TAIL_S, abs=0.05)
+        head = room_tone_db(mp3, HEAD_S - 0.1)
+        assert -80.0 < head < -60.0  # room tone: quiet, but not digital silence
         with av.open(str(mp3)) as container:
             stream = container.streams.audio[0]
             assert (container.format.name, stream.rate, stream.channels) == ("mp3", 44100, 1)
@@ -151,3 +173,18 @@ def test_the_nightly_batch_takes_a_book_as_its_source(tmp_path: Path, shared_cac
         t for t, _ in books.CHAPTERS
     ]
     assert sorted(p.name for p in text.iterdir()) == sorted(Path(c).name for c in result.narrated)
+
+
+def test_a_failed_chapter_is_named_and_no_book_is_assembled(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    book, out = books.epub(tmp_path / "keeper.epub", 3), tmp_path / "audio"
+    one, two, three = (len(c.html.encode()) for c in read_book(str(book)).select())
+    assert one > max(two, three)  # chapter one has two paragraphs
+    limit = NarratorSettings(cache_dir=str(shared_cache), max_chapter_bytes=max(two, three))
+    with configured(limit), pytest.raises(PermanentError) as failure:
+        narrate_book(str(book), str(out), options=FAST)
+    message = str(failure.value)
+    assert message.startswith("the book was not assembled: 1 of 3 chapters failed: ")
+    assert f"04-Chapter-One.html: {one:,} bytes is over the" in message
+    assert not (out / "keeper.m4b").exists() and (out / "05-Chapter-Two").is_dir()

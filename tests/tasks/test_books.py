@@ -103,6 +103,37 @@ def test_chapters_are_cut_where_the_contents_point_not_where_files_end(tmp_path:
     assert [c.title for c in book.chapters] == ["Part One", "Chapter One", "Chapter Two"]
 
 
+def test_a_book_without_contents_has_a_chapter_per_document(tmp_path: Path) -> None:
+    """No nav and no NCX: each spine document is a chapter, titled by its heading; a page
+    repeating the book's title is its title page; a non-linear document is skipped."""
+    docs = {
+        "title": books._xhtml("", "<h1>Parts</h1><p>A novel.</p>"),
+        "one": books._xhtml("", "<h1>Chapter One</h1><p>The keeper climbed the stairs.</p>"),
+        "notes": books._xhtml("", "<h1>Notes</h1><p>A note.</p>"),
+        "two": books._xhtml("", "<h1>Chapter Two</h1><p>The beam swept the water.</p>"),
+    }
+    opf = (
+        '<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="2.0">'
+        '<metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>Parts</dc:title>'
+        "</metadata><manifest>"
+        + "".join(
+            f'<item id="{d}" href="{d}.xhtml" media-type="application/xhtml+xml"/>' for d in docs
+        )
+        + '</manifest><spine><itemref idref="title"/><itemref idref="one"/>'
+        '<itemref idref="notes" linear="no"/><itemref idref="two"/></spine></package>'
+    )
+    path = tmp_path / "plain.epub"
+    files = {f"OEBPS/{d}.xhtml": html for d, html in docs.items()}
+    books.write_zip(path, {"OEBPS/content.opf": opf, **files})
+    book = read_book(str(path))
+    assert [(c.title, c.matter) for c in book.chapters] == [
+        ("Parts", "title page"),
+        ("Chapter One", None),
+        ("Notes", "outside the reading order"),
+        ("Chapter Two", None),
+    ]
+
+
 def _refusal(path: Path) -> str:
     with pytest.raises(InputError) as refused:
         read_book(str(path))
