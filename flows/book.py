@@ -125,7 +125,13 @@ def assemble(
         "inputs": inputs,
         "markers": [vars(m) for m in markers],
         "chapters": [
-            {"title": p.title, "start": m.start, "end": m.end, "integrated_lufs": p.lufs}
+            {
+                "title": p.title,
+                "location": p.location,
+                "start": m.start,
+                "end": m.end,
+                "integrated_lufs": p.lufs,
+            }
             for p, m in zip(parts, markers, strict=True)
         ],
         "loudness_spread_lu": spread,
@@ -216,7 +222,10 @@ def narrate_book(
         raise PermanentError(f"the book was not assembled: {reason(state)}")
     batch = typing_cast(BatchResult, state.result())
     wavs = {name: out / name / f"{name}.wav" for name in texts}
-    parts = [Part(c.title, wavs[names[c.number]], _lufs(out / names[c.number])) for c in chosen]
+    parts = [
+        Part(c.title, wavs[names[c.number]], _lufs(out / names[c.number]), c.location)
+        for c in chosen
+    ]
     audiobook = out / f"{output_stem(book)}.m4b"
     markers, assembled = assemble(parts, audiobook, tags, read, out / BOOK_RECORD)
     report = None

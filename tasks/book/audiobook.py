@@ -42,12 +42,13 @@ class BookTags(BaseModel):
 
 @dataclass(frozen=True)
 class Part:
-    """One chapter of the audiobook: its title, its narrated WAV and that WAV's integrated
-    loudness (as its run measured it, in its metadata.json)."""
+    """One chapter of the audiobook: its title, its narrated WAV, that WAV's integrated
+    loudness (as its run measured it, in its metadata.json) and where in the book it is."""
 
     title: str
     wav: Path
     lufs: float | None = None
+    location: str = ""
 
 
 def join_chapters(parts: list[Part], out: Path, gap: float = CHAPTER_GAP) -> list[Marker]:

@@ -4,13 +4,17 @@ the metadata and cover found, and a malformed or DRM-protected book refused in o
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 from typer.testing import CliRunner
 
 from flows.cli import app
 from gpu_worker.errors import InputError
 from tasks.book import read_book
+from tasks.book.acx import measure, write_mp3
 from tasks.book.docx import read_docx
+from tasks.encode import encode
 from tests import books
 
 TITLES = [title for title, _ in books.CHAPTERS]
@@ -205,6 +209,11 @@ def test_book_plan_prints_the_chapters_their_cost_and_what_is_skipped(tmp_path: 
     assert "3 chapters" in result.output
     for skipped in ("1  Cover  (cover", "2  Copyright  (copyright page", "3  Contents"):
         assert skipped in result.output
+    drm = ENCRYPTION.format(algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc", target="x")
+    locked = books.epub(tmp_path / "locked.epub", extra={"META-INF/encryption.xml": drm})
+    refused = CliRunner().invoke(app, ["book", "plan", str(locked)], terminal_width=400)
+    assert refused.exit_code == 1
+    assert refused.output.count("\n") == 1 and "DRM-protected" in refused.output
     picked = CliRunner().invoke(app, ["book", "plan", str(book), "--chapters", "5-6,9"])
     assert picked.exit_code == 1
     assert "--chapters: '9' is outside the book's chapters 1-6" in picked.output
@@ -228,3 +237,18 @@ def test_a_word_document_keeps_its_headings_lists_and_tables(tmp_path: Path) -> 
     assert "<h2>The stairs</h2>" in one.html and "<li>a lamp</li>" in one.html
     assert "<td>oil</td><td>two gallons</td>" in one.html
     assert (rights.title, rights.matter) == ("Copyright", "copyright page")
+
+
+def test_the_acx_checks_catch_a_file_that_fails_them(tmp_path: Path) -> None:
+    """A loud tone with no quiet moment: RMS too high, peaks over -3 dB, no noise floor."""
+    rate = 44100
+    t = np.arange(rate * 3) / rate
+    tone = (0.9 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    sf.write(str(tmp_path / "tone.wav"), tone, rate)
+    mp3 = encode(tmp_path / "tone.wav", tmp_path / "tone.mp3", "mp3", "tone", [])
+    check = measure(mp3)
+    assert not (check.acx.rms_ok or check.acx.peak_ok or check.acx.noise_floor_ok)
+    assert len(check.problems) == 3 and check.duration_ok
+    # the same tone, mastered as the package masters a chapter, passes
+    fixed = write_mp3(tone, rate, tmp_path / "mastered.mp3", "tone", 0)
+    assert fixed.acx.rms_ok and fixed.acx.peak_ok and fixed.acx.noise_floor_ok, fixed
