@@ -72,6 +72,19 @@ def credits(book: Book, tags: BookTags) -> tuple[str, str]:
     )
 
 
+@task(name="read-book", cache_policy=NONE)
+def read_book_task(book: str, endpoint_url: str | None) -> Book:
+    """The book's metadata and chapters (tasks/book)."""
+    read = read_book(book, endpoint_url)
+    get_run_logger().info(
+        "%s: %d chapters in the table of contents, %d of them front or back matter",
+        read.title,
+        len(read.chapters),
+        sum(c.matter is not None for c in read.chapters),
+    )
+    return read
+
+
 @task(name="write-chapter-texts", cache_policy=NONE)
 def write_texts(texts: dict[str, str], folder: Path) -> None:
     """Each chapter's HTML as `folder`/<name>.html, written only when it changed (so an
@@ -191,7 +204,7 @@ def narrate_book(
             f"{out_dir}: a book is assembled in a folder; give a local --out "
             "(copy the results to S3 afterwards)"
         )
-    read = read_book(book, settings.s3_endpoint_url)
+    read = read_book_task(book, settings.s3_endpoint_url)
     chosen = read.select(chapters, include_matter)
     skipped = [c for c in read.chapters if c not in chosen]
     for chapter in skipped:

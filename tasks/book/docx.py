@@ -4,21 +4,20 @@ Paragraphs become HTML (`<h2>`... for Heading 2-6, `<li>` for list styles, `<p>`
 tables rows of cells, so chapters go through the same block handling as HTML input. Word's
 own table of contents (the "TOC n" paragraph styles) is dropped. What comes before the
 first Heading 1 is front matter (skipped by default); a heading that names matter
-("Contents", "Copyright") marks its chapter as matter. The title, author, language
-and description come from the document's core properties (its creation date is not a
-publication year); the cover is the first
-picture of the front matter, if any.
+("Contents", "Copyright") marks its chapter as matter. The title, author, language and
+description come from the document's core properties (its creation date is not a
+publication year); the cover is the first picture of the front matter, if any.
 """
 
 import html
 import io
 import re
-import zipfile
 from typing import Any
 
 from gpu_worker.errors import InputError
 from tasks.book.model import Book, BookChapter, matter_from_title
 
+_HEADING_1 = re.compile(r"(?i)heading ?1")  # "Heading 1", and "heading1" from other tools
 _BLIP = "{http://schemas.openxmlformats.org/drawingml/2006/main}blip"
 _EMBED = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}embed"
 
@@ -26,11 +25,10 @@ _EMBED = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}e
 def read_docx(data: bytes, name: str) -> Book:
     """The book in `data` (a .docx file named `name`), or an InputError saying why not."""
     import docx
-    from docx.opc.exceptions import PackageNotFoundError
 
     try:
         document: Any = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as e:
+    except Exception as e:  # an untrusted file: python-docx and lxml raise many kinds
         raise InputError(
             f"{name}: not a readable Word document ({type(e).__name__}: {e}); "
             "save it again as .docx"
@@ -53,7 +51,7 @@ def read_docx(data: bytes, name: str) -> Book:
             text = html.escape(block.text.strip())
             if style.startswith("TOC") or (not text and not _picture(block)):
                 continue
-            if style == "Heading 1" and text:
+            if _HEADING_1.fullmatch(style) and text:
                 title = block.text.strip()
                 chapters.append((title, [f"<h1>{text}</h1>"], f"paragraph {number}", None))
                 continue
@@ -75,7 +73,7 @@ def read_docx(data: bytes, name: str) -> Book:
 def _paragraph(style: str, text: str) -> str:
     if not text:
         return ""
-    heading = re.fullmatch(r"Heading ([2-6])", style)
+    heading = re.fullmatch(r"(?i)heading ?([2-6])", style)
     if heading:
         return f"<h{heading[1]}>{text}</h{heading[1]}>"
     if style.startswith("List"):

@@ -32,13 +32,6 @@ from tasks.book.model import Book, BookChapter, matter_from_title
 
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # one file inside the book, decompressed
 
-_NS = {
-    "c": "urn:oasis:names:tc:opendocument:xmlns:container",
-    "opf": "http://www.idpf.org/2007/opf",
-    "dc": "http://purl.org/dc/elements/1.1/",
-    "ncx": "http://www.daisy.org/z3986/2005/ncx/",
-    "enc": "http://www.w3.org/2001/04/xmlenc#",
-}
 _FONT_OBFUSCATION = {"http://www.idpf.org/2008/embedding", "http://ns.adobe.com/pdf/enc#RC"}
 # epub:type (EPUB 3) and guide types (EPUB 2) of matter, and how a plan names them
 _MATTER_TYPES = {
@@ -57,6 +50,7 @@ _MATTER_TYPES = {
     "landmarks": "table of contents",
     "page-list": "table of contents",
 }
+_DECLARED = re.compile(rb"""(?:encoding|charset)\s*=\s*["']?([A-Za-z0-9_.:-]+)""")
 _DOCUMENT_TYPES = ("application/xhtml+xml", "text/html", "application/x-dtbook+xml")
 
 
@@ -83,14 +77,19 @@ class _Reader:
     def __init__(self, archive: zipfile.ZipFile, name: str) -> None:
         self.archive, self.name = archive, name
         self.members = {info.filename for info in archive.infolist()}
+        # books made on Windows and macOS often differ in case from their own manifests
+        self.folded = {name.casefold(): name for name in self.members}
 
     def bad(self, why: str) -> InputError:
         return InputError(f"{self.name}: malformed EPUB: {why}")
 
+    def has(self, path: str) -> bool:
+        return path in self.members or path.casefold() in self.folded
+
     def read(self, path: str) -> bytes:
-        if path not in self.members:
+        if not self.has(path):
             raise self.bad(f"{path} is missing")
-        info = self.archive.getinfo(path)
+        info = self.archive.getinfo(path if path in self.members else self.folded[path.casefold()])
         if info.file_size > MAX_MEMBER_BYTES:
             raise self.bad(f"{path} is {info.file_size:,} bytes, over {MAX_MEMBER_BYTES:,}")
         try:
@@ -106,19 +105,31 @@ class _Reader:
         return data
 
     def xml(self, path: str) -> ElementTree.Element:
+        """The XML document at `path`, every name in it without its namespace (books in the
+        wild use the OPF namespace, a prefix for it, or none)."""
         try:
-            return ElementTree.fromstring(self.read(path))
+            root = ElementTree.fromstring(self.read(path))
         except ElementTree.ParseError as e:
             raise self.bad(f"{path} is not well-formed XML ({e})") from None
+        for element in root.iter():
+            if isinstance(element.tag, str):
+                element.tag = element.tag.rsplit("}", 1)[-1]
+        return root
 
     def text(self, path: str) -> str:
+        """A document's text: UTF-8 or UTF-16, else the encoding it declares (an XML
+        declaration or a meta charset, e.g. windows-1252 in older books)."""
         data = self.read(path)
-        for encoding in ("utf-8-sig", "utf-16"):
+        declared = _DECLARED.search(data[:1024])
+        encodings = ["utf-8-sig", "utf-16"]
+        if declared:
+            encodings.append(declared[1].decode("ascii"))
+        for encoding in encodings:
             try:
                 return data.decode(encoding)
-            except UnicodeDecodeError:
+            except (UnicodeDecodeError, LookupError):
                 continue
-        raise self.bad(f"{path} is neither UTF-8 nor UTF-16 text")
+        raise self.bad(f"{path} is neither UTF-8 nor UTF-16 text, nor in an encoding it declares")
 
     def refuse_drm(self) -> None:
         if "META-INF/rights.xml" in self.members or "META-INF/sinf.xml" in self.members:
@@ -131,7 +142,7 @@ class _Reader:
             return
         encrypted = [
             data
-            for data in self.xml("META-INF/encryption.xml").iter(f"{{{_NS['enc']}}}EncryptedData")
+            for data in self.xml("META-INF/encryption.xml").iter("EncryptedData")
             if _algorithm(data) not in _FONT_OBFUSCATION
         ]
         if encrypted:
@@ -143,24 +154,24 @@ class _Reader:
 
     def book(self) -> Book:
         self.refuse_drm()
-        rootfile = self.xml("META-INF/container.xml").find(".//c:rootfile", _NS)
+        rootfile = self.xml("META-INF/container.xml").find(".//rootfile")
         if rootfile is None or not rootfile.get("full-path"):
             raise self.bad("META-INF/container.xml names no package document")
         opf_path = str(rootfile.get("full-path"))
         opf = self.xml(opf_path)
         base = posixpath.dirname(opf_path)
         manifest = {}  # id -> (path, media type, properties)
-        for item in opf.iterfind("opf:manifest/opf:item", _NS):
+        for item in opf.iterfind("manifest/item"):
             href = item.get("href")
             if item.get("id") and href:
                 path = posixpath.normpath(posixpath.join(base, unquote(href)))
                 props = set((item.get("properties") or "").split())
                 manifest[item.get("id")] = (path, item.get("media-type") or "", props)
-        spine_element = opf.find("opf:spine", _NS)
+        spine_element = opf.find("spine")
         if spine_element is None:
             raise self.bad(f"{opf_path} has no spine")
         spine = []
-        for ref in spine_element.iterfind("opf:itemref", _NS):
+        for ref in spine_element.iterfind("itemref"):
             entry = manifest.get(ref.get("idref") or "")
             if entry and entry[1] in _DOCUMENT_TYPES:
                 spine.append((entry[0], ref.get("linear", "yes") != "no"))
@@ -169,26 +180,26 @@ class _Reader:
         nav = next((p for p, _, props in manifest.values() if "nav" in props), None)
         ncx_id = spine_element.get("toc")
         ncx = manifest[ncx_id][0] if ncx_id in manifest else None
-        if nav is not None and nav in self.members:
+        if nav is not None and self.has(nav):
             entries, landmarks = self.nav_toc(nav)
         elif ncx is not None:
             entries, landmarks = self.ncx_toc(ncx), {}
             nav = None
         else:
             entries, landmarks = [], {}
-        for ref in opf.iterfind("opf:guide/opf:reference", _NS):
+        for ref in opf.iterfind("guide/reference"):
             kind, href = (ref.get("type") or "").casefold(), ref.get("href")
             if href and kind in _MATTER_TYPES:
                 path = posixpath.normpath(posixpath.join(base, unquote(urldefrag(href)[0])))
                 landmarks.setdefault(path, _MATTER_TYPES[kind])
         if nav is not None:
             landmarks.setdefault(nav, "table of contents")
-        metadata = opf.find("opf:metadata", _NS)
+        metadata = opf.find("metadata")
         book = Book(source=self.name, title=_dc(metadata, "title") or self.name)
         if metadata is not None:
             book.authors = [
                 (c.text or "").strip()
-                for c in metadata.iterfind("dc:creator", _NS)
+                for c in metadata.iterfind("creator")
                 if (c.text or "").strip()
             ]
             book.language = _dc(metadata, "language")
@@ -203,7 +214,7 @@ class _Reader:
     def cover(self, book: Book, manifest: dict, metadata: ElementTree.Element | None) -> None:
         found = next((m for m in manifest.values() if "cover-image" in m[2]), None)
         if found is None and metadata is not None:  # EPUB 2: <meta name="cover" content="id">
-            for meta in metadata.iterfind("opf:meta", _NS):
+            for meta in metadata.iterfind("meta"):
                 if meta.get("name") == "cover" and meta.get("content") in manifest:
                     found = manifest[meta.get("content")]
         if (
@@ -234,19 +245,19 @@ class _Reader:
         entries = []
 
         def walk(point: ElementTree.Element, parent: str | None) -> None:
-            label = point.find("ncx:navLabel/ncx:text", _NS)
-            content = point.find("ncx:content", _NS)
+            label = point.find("navLabel/text")
+            content = point.find("content")
             path = None
             if content is not None and content.get("src"):
                 path, fragment = _resolve(folder, str(content.get("src")))
                 if path != parent:
                     title = " ".join((label.text or "").split()) if label is not None else ""
                     entries.append(_Entry(title, path, fragment))
-            for child in point.iterfind("ncx:navPoint", _NS):
+            for child in point.iterfind("navPoint"):
                 walk(child, path)
 
-        nav_map = self.xml(ncx).find("ncx:navMap", _NS)
-        for point in nav_map.iterfind("ncx:navPoint", _NS) if nav_map is not None else []:
+        nav_map = self.xml(ncx).find("navMap")
+        for point in nav_map.iterfind("navPoint") if nav_map is not None else []:
             walk(point, None)
         return entries
 
@@ -269,7 +280,7 @@ class _Reader:
         items: list[tuple[str, list[str], str, str | None]] = []  # title, html, location, matter
         started = False  # whether a table-of-contents entry has begun a chapter
         for path, linear in spine:
-            if path not in self.members:
+            if not self.has(path):
                 raise self.bad(f"the spine's {path} is missing")
             document = self.text(path)
             matter = landmarks.get(path) or _declared_matter(document)
@@ -306,14 +317,14 @@ class _Reader:
 
 
 def _algorithm(data: ElementTree.Element) -> str:
-    method = data.find("enc:EncryptionMethod", _NS)
+    method = data.find("EncryptionMethod")
     return str(method.get("Algorithm")) if method is not None else ""
 
 
 def _dc(metadata: ElementTree.Element | None, name: str) -> str | None:
     if metadata is None:
         return None
-    element = metadata.find(f"dc:{name}", _NS)
+    element = metadata.find(name)
     text = " ".join((element.text or "").split()) if element is not None else ""
     return text or None
 

@@ -138,6 +138,36 @@ def test_a_book_without_contents_has_a_chapter_per_document(tmp_path: Path) -> N
     ]
 
 
+def test_a_carelessly_made_epub_is_still_read(tmp_path: Path) -> None:
+    """Seen in the wild: a package document without the OPF namespace, manifest names in
+    another case than the archive's, a chapter in windows-1252 that says so, an NCX
+    label with line breaks, and a table-of-contents entry listed twice."""
+    chapter = (
+        '<?xml version="1.0" encoding="windows-1252"?><html><body><h1>Caf\xe9</h1>'
+        "<p>The keeper\x92s lamp was lit.</p></body></html>"
+    ).encode("latin-1")
+    opf = (
+        '<?xml version="1.0"?><package version="2.0"><metadata>'
+        "<title>Careless</title></metadata><manifest>"
+        '<item id="ch" href="Text/Chapter1.xhtml" media-type="application/xhtml+xml"/>'
+        '<item id="ncx" href="toc.ncx" media-type="application/x-dtbncx+xml"/>'
+        '</manifest><spine toc="ncx"><itemref idref="ch"/></spine></package>'
+    )
+    point = (
+        "<navPoint><navLabel><text>Chapter\n  One</text></navLabel>"
+        '<content src="Text/Chapter1.xhtml"/></navPoint>'
+    )
+    ncx = f'<ncx xmlns="http://www.daisy.org/z3986/2005/ncx/"><navMap>{point * 2}</navMap></ncx>'
+    path = tmp_path / "careless.epub"
+    books.write_zip(
+        path, {"OEBPS/content.opf": opf, "OEBPS/toc.ncx": ncx, "OEBPS/text/chapter1.xhtml": chapter}
+    )
+    book = read_book(str(path))
+    assert book.title == "Careless"
+    (only,) = book.select()
+    assert only.title == "Chapter One" and "The keeper’s lamp was lit." in only.html
+
+
 def _refusal(path: Path) -> str:
     with pytest.raises(InputError) as refused:
         read_book(str(path))
