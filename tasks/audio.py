@@ -211,6 +211,52 @@ def stretch(audio: np.ndarray, rate: int, speed: float) -> np.ndarray:
     return np.asarray(stretched[0], dtype=np.float32)
 
 
+class Joiner:
+    """The join, one chunk at a time: each chunk's speech (trimmed, stretched, tightened,
+    levelled, faded) and the silence after it, as float samples at `rate`, with where it
+    lands. The chapter's WAV (`concatenate`) and the speech API's stream
+    (flows/speech/stream.py) are both written from it."""
+
+    def __init__(
+        self,
+        options: AudioOptions,
+        loudness: LoudnessOptions | None = None,
+        rate: int = OUTPUT_RATE,
+    ) -> None:
+        self.options, self.rate = options, rate
+        self.level = _Leveller(loudness or LoudnessOptions(preset="off"), rate)
+        self.written = 0  # samples so far
+
+    def silence(self, seconds: float) -> np.ndarray:
+        n = round(seconds * self.rate)
+        self.written += n
+        return np.zeros(n, dtype=np.float32)
+
+    def lead_in(self) -> np.ndarray:
+        return self.silence(self.options.lead_in)
+
+    def chunk(
+        self, samples: np.ndarray, chunk_rate: int, kind: Break | float, speed: float
+    ) -> tuple[np.ndarray, np.ndarray, Placement]:
+        """The chunk's speech, the pause after it, and its placement."""
+        rate, options = self.rate, self.options
+        speech, lead = trim(resample(samples, chunk_rate, rate), rate, options)
+        speech = stretch(speech, rate, speed)
+        speech, cuts = tighten(speech, rate, options.max_inner_pause)
+        speech, gain = self.level(speech)
+        speech = np.clip(fade(speech, rate, options.fade_ms), -1.0, 1.0)
+        placement = Placement(
+            round(self.written / rate, 3),
+            round((self.written + speech.size) / rate, 3),
+            lead,
+            tuple((lead + at * speed, length) for at, length in cuts),
+            gain,
+            speed,
+        )
+        self.written += speech.size
+        return speech, self.silence(options.pause(kind)), placement
+
+
 def concatenate(
     chunks: Iterable[tuple[np.ndarray, int, Break | float]],
     options: AudioOptions,
@@ -226,39 +272,17 @@ def concatenate(
     chunk is held in memory.
     """
     placements = []
-    written = 0
-    level = _Leveller(loudness or LoudnessOptions(preset="off"), rate)
+    join = Joiner(options, loudness, rate)
     with sf.SoundFile(
         path, "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV"
     ) as out:
-
-        def silence(seconds: float) -> None:
-            nonlocal written
-            n = round(seconds * rate)
-            out.write(np.zeros(n, dtype=np.float32))
-            written += n
-
-        silence(options.lead_in)
+        out.write(join.lead_in())
         for index, (samples, chunk_rate, kind) in enumerate(chunks):
             speed = speeds[index] if speeds else options.speed
-            speech, lead = trim(resample(samples, chunk_rate, rate), rate, options)
-            speech = stretch(speech, rate, speed)
-            speech, cuts = tighten(speech, rate, options.max_inner_pause)
-            speech, gain = level(speech)
-            speech = fade(speech, rate, options.fade_ms)
-            out.write(np.clip(speech, -1.0, 1.0))
-            placements.append(
-                Placement(
-                    round(written / rate, 3),
-                    round((written + speech.size) / rate, 3),
-                    lead,
-                    tuple((lead + at * speed, length) for at, length in cuts),
-                    gain,
-                    speed,
-                )
-            )
-            written += speech.size
-            silence(options.pause(kind))
+            speech, pause, placement = join.chunk(samples, chunk_rate, kind, speed)
+            out.write(speech)
+            out.write(pause)
+            placements.append(placement)
     return placements
 
 

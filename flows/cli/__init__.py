@@ -6,6 +6,7 @@
     narrator book plan|run BOOK                    an EPUB or DOCX into one M4B  (book.py)
     narrator review OUT_DIR                        a page to hear, redo and keep chunks
     narrator redo OUT_DIR --chunks 12,40           new takes of those chunks  (review.py)
+    narrator serve                                 the speech API, OpenAI-compatible (serve.py)
     narrator endpoint                              a local RunPod-compatible endpoint
     narrator stack                                 Prefect server, deployments and a worker
                                                                                  (servers.py)
@@ -17,10 +18,10 @@ when a command runs; its console output is kept to warnings unless --verbose (th
 progress, and every log line still reaches the Prefect API for the UI).
 """
 
-from flows.cli import book, review, run, servers, voices, words
+from flows.cli import book, review, run, serve, servers, voices, words
 from flows.cli.common import app
 
-__all__ = ["app", "book", "main", "review", "run", "servers", "voices", "words"]
+__all__ = ["app", "book", "main", "review", "run", "serve", "servers", "voices", "words"]
 
 
 def main() -> None:
