@@ -26,6 +26,7 @@ SMALLEST = {
     "flow_memory": ["--hours", "0.005", "--workers", "2"],
     "prefect_load": ["--chunks", "3", "--chapters", "1", "--workers", "2"],
     "elevenlabs_digest": ["--chunks", "2", "--latency", "0.2", "--concurrency", "2"],
+    "speech_api": ["--chunks", "2", "--workers", "1"],
 }
 MODULES = {"latency", "prefect_harness", "record"}  # used by the benches, not run alone
 PRINTS_ONLY = {"timeline"}  # a table, no figures file
