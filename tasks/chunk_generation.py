@@ -21,6 +21,7 @@ from gpu_worker.errors import PermanentError, TransientError
 from gpu_worker.schema import NO_DIGEST, GenerateRequest, GenerateResult, request_digest
 from gpu_worker.wav import decode_wav
 from tasks.backends import Backend
+from tasks.backends.order import in_reading_order
 from tasks.cache import (
     ChunkAudio,
     ChunkJob,
@@ -159,7 +160,8 @@ def generate_chunk(job: ChunkJob, backend: Backend) -> ChunkAudio:
     )
     started = time.perf_counter()
     try:
-        result = backend.generate(job.request)
+        with in_reading_order(job.index):
+            result = backend.generate(job.request)
     except TransientError as e:
         logger.warning(
             "chunk %d attempt %d: transient failure, will retry: %s", job.index, attempt, e

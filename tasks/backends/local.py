@@ -1,6 +1,7 @@
 """The local backend: the worker's own code (gpu_worker) run in this process."""
 
-import queue
+import heapq
+import itertools
 import threading
 from collections.abc import Callable
 
@@ -10,11 +11,53 @@ from gpu_worker.errors import InputError, PermanentError, from_wire, to_wire
 from gpu_worker.redaction import redact
 from gpu_worker.schema import GenerateRequest, GenerateResult
 from gpu_worker.settings import WorkerSettings
+from tasks.backends.order import reading_order
+
+
+class _Slot:
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.worker: BestOfN | None = None
+
+
+class _Pool:
+    """Idle workers, each handed to the waiting call for the lowest chunk index
+    (tasks/backends/order.py), not to whichever thread asked first."""
+
+    def __init__(self) -> None:
+        self._idle: list[BestOfN] = []
+        self._waiting: list[tuple[int, int, _Slot]] = []
+        self._arrivals = itertools.count()
+        self._lock = threading.Lock()
+
+    def get_nowait(self) -> BestOfN | None:
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def get(self, order: int) -> BestOfN:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            slot = _Slot()
+            heapq.heappush(self._waiting, (order, next(self._arrivals), slot))
+        slot.ready.wait()
+        assert slot.worker is not None
+        return slot.worker
+
+    def put(self, worker: BestOfN) -> None:
+        with self._lock:
+            if not self._waiting:
+                self._idle.append(worker)
+                return
+            _, _, slot = heapq.heappop(self._waiting)
+        slot.worker = worker
+        slot.ready.set()
 
 
 class LocalBackend:
     """Runs `gpu_worker` in-process: up to `workers` chunks at once, each on its own BestOfN
-    (engine + Whisper model), created on first use and kept for the life of the process."""
+    (engine + Whisper model), created on first use and kept for the life of the process.
+    Calls waiting for a worker are served in reading order."""
 
     name = "local"
     billed_per_take = False
@@ -29,7 +72,7 @@ class LocalBackend:
         self.settings = settings
         self.workers = workers
         self._load = load
-        self._idle: queue.Queue[BestOfN] = queue.Queue()
+        self._idle = _Pool()
         self._created = 0
         self._lock = threading.Lock()
         self.requests = 0  # generate() calls served: a cached rerun leaves it unchanged
@@ -84,19 +127,18 @@ class LocalBackend:
             self._idle.put(worker)
 
     def _acquire(self) -> BestOfN:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
+        idle = self._idle.get_nowait()
+        if idle is not None:
+            return idle
         with self._lock:
             create = self._created < self.workers
             if create:
                 self._created += 1
-        if create:
+        if create:  # made here, but served in order: a lower chunk may be waiting
             try:
-                return self._load(self.settings)
+                self._idle.put(self._load(self.settings))
             except BaseException:
                 with self._lock:
                     self._created -= 1
                 raise
-        return self._idle.get()
+        return self._idle.get(reading_order.get())

@@ -4,6 +4,8 @@ HTTP). Both carry it as gpu_worker.errors' wire form, so a chunk is retried on b
 neither, whatever words its message happens to hold."""
 
 import errno
+import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -174,3 +176,32 @@ def test_a_lost_gpu_asks_runpod_for_a_new_worker(failure: str, worker: BestOfN) 
 def test_other_failures_keep_the_worker(failure: str, worker: BestOfN) -> None:
     faulty = BestOfN(FailingEngine(worker.engine, FAILURES[failure][0]), worker.validator)  # type: ignore[arg-type]
     assert "refresh_worker" not in handle({"id": "j2", "input": REQUEST.model_dump()}, faulty)
+
+
+def test_chunks_waiting_for_the_local_worker_are_served_in_reading_order(
+    worker: BestOfN,
+) -> None:
+    """One worker, busy; chunks 5, 3 and 1 ask for it in that order: 1 is served first,
+    then 3, then 5 (so a chapter's and a stream's chunks finish about in order)."""
+    from tasks.backends.order import in_reading_order
+
+    backend = LocalBackend(WorkerSettings(), 1, load=lambda _: worker)
+    served: list[int] = []
+    request = GenerateRequest(text="The gulls rose.", n_candidates=1, max_retries=0)
+    backend.generate(request)  # the worker exists
+
+    def ask(index: int) -> None:
+        with in_reading_order(index):
+            backend.generate(request)
+        served.append(index)
+
+    held = backend._acquire()  # busy: everyone else waits
+    threads = []
+    for index in (5, 3, 1):
+        threads.append(threading.Thread(target=ask, args=(index,)))
+        threads[-1].start()
+        time.sleep(0.2)  # each is waiting before the next asks
+    backend._idle.put(held)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert served == [1, 3, 5]
