@@ -238,3 +238,23 @@ def test_keys_and_limits(api: str) -> None:
     assert codes == [200] * 4 + [429] * 16, codes
     assert all(a.headers["retry-after"] == "1" for a in answers if a.status_code == 429)
     assert httpx.post(url, headers=headers, json=body, timeout=120).status_code == 200
+
+
+def test_the_api_image_copies_what_it_installs_and_runs_a_valid_command() -> None:
+    """No Docker engine here: the Dockerfile is checked against the tree it builds from."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    root = Path(__file__).parents[2]
+    lines = (root / "deployments" / "speech-api.Dockerfile").read_text().splitlines()
+    copied = [line.split()[1:-1] for line in lines if line.startswith("COPY ")]
+    sources = {s for group in copied for s in group}
+    assert all((root / s).exists() for s in sources), sources
+    packages = {"flows", "tasks", "gpu_worker", "local_endpoint", "bench"}  # pyproject's
+    assert packages <= sources and "pyproject.toml" in sources
+    [command] = [json.loads(line[4:]) for line in lines if line.startswith("CMD ")]
+    assert command[:2] == ["narrator", "serve"]
+    checked = CliRunner().invoke(app, [*command[1:], "--help"])
+    assert checked.exit_code == 0, checked.output  # every flag exists
+    assert "EXPOSE 8880" in lines and "/health" in " ".join(lines)
