@@ -204,6 +204,7 @@ def create_app(api: ApiSettings, settings: NarratorSettings | None = None) -> Fa
                     401,
                     "missing or wrong API key: send Authorization: Bearer KEY or X-API-Key",
                     "authorization",
+                    **{"WWW-Authenticate": "Bearer"},
                 )
         return await call_next(request)
 

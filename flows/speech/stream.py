@@ -25,7 +25,7 @@ import numpy as np
 from flows.map_chunks import ChunkOutcome, listening, map_chunks, progress_listener
 from flows.parameters import checked_flow
 from flows.services import services
-from gpu_worker.errors import PermanentError, TransientError
+from gpu_worker.errors import InputError, PermanentError, TransientError
 from gpu_worker.redaction import CredentialFree
 from gpu_worker.wav import decode_wav
 from tasks.audio import OUTPUT_RATE, Joiner
@@ -135,9 +135,12 @@ def speak(
         options: How to generate and join the audio.
     """
     built = services()
-    chunks = make_chunks(text, options.chunking, ())
+    try:
+        chunks = make_chunks(text, options.chunking, ())
+    except InputError:  # said of a chapter: no words, only punctuation or symbols
+        chunks = []
     if not chunks:
-        raise PermanentError("the input has nothing to say")
+        raise InputError("input: nothing in it can be said aloud; send words")
     generation = options.generation
     if built.backend.billed_per_take and "n_candidates" not in generation.model_fields_set:
         generation = generation.model_copy(update={"n_candidates": 1})

@@ -189,7 +189,8 @@ def _raw(api: str, request: bytes) -> bytes:
 def test_keys_and_limits(api: str) -> None:
     url = f"{api}/v1/audio/speech"
     body = {"input": "Hello there."}
-    assert httpx.post(url, json=body).status_code == 401
+    missing = httpx.post(url, json=body)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     wrong = httpx.post(url, json=body, headers={"Authorization": "Bearer sk-wrong"})
     assert wrong.status_code == 401 and KEY not in wrong.text
     assert httpx.post(url, json=body, headers={"X-API-Key": "sk-wrong"}).status_code == 401
@@ -217,6 +218,8 @@ def test_keys_and_limits(api: str) -> None:
     assert answer.startswith(b"HTTP/1.1 413") and b"2,000,000-byte limit" in answer
     long = httpx.post(url, headers=headers, json={"input": "word " * 1000})
     assert long.status_code == 400 and long.json()["field"] == "input"
+    nothing = httpx.post(url, headers=headers, json={"input": "*** --- ***"})
+    assert nothing.status_code == 422 and "nothing in it can be said" in nothing.json()["detail"]
     fast = httpx.post(url, headers=headers, json={"input": "Hello.", "speed": 3})
     assert fast.status_code == 422 and fast.json()["field"] == "speed"
 
