@@ -49,7 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flows.services import configured
 from flows.speech.stream import SpeechStream, start
 from gpu_worker.errors import InputError, NarratorError
-from gpu_worker.redaction import redact
+from gpu_worker.redaction import redact, register_secret
 from gpu_worker.schema import GenerationParams
 from tasks.audio import AudioOptions
 from tasks.encode import SPEECH_FORMATS, SpeechFormat
@@ -185,6 +185,7 @@ def create_app(api: ApiSettings, settings: NarratorSettings | None = None) -> Fa
     """The speech API, generating with `settings` (None: the environment's)."""
     app = FastAPI(title="narrator speech API", docs_url=None, redoc_url=None)
     slots = Slots(api.max_in_flight)
+    register_secret(api.key)  # never in an error, a log line or a flow run's record
 
     def services() -> Any:
         from flows.services import services as built

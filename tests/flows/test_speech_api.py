@@ -196,6 +196,9 @@ def test_keys_and_limits(api: str) -> None:
     assert httpx.post(url, json=body, headers={"X-API-Key": "sk-wrong"}).status_code == 401
     assert httpx.get(f"{api}/health").json()["status"] == "ok"  # no key: the health check
     headers = {"Authorization": f"Bearer {KEY}"}
+    assert httpx.get(f"{api}/v1/models").status_code == 401
+    [model] = client(api).models.list().data
+    assert model.id == "narrator" and model.owned_by == "local"
 
     # a declared body over the limit is refused before any of it is sent
     answer = _raw(
@@ -261,3 +264,15 @@ def test_the_api_image_copies_what_it_installs_and_runs_a_valid_command() -> Non
     checked = CliRunner().invoke(app, [*command[1:], "--help"])
     assert checked.exit_code == 0, checked.output  # every flag exists
     assert "EXPOSE 8880" in lines and "/health" in " ".join(lines)
+
+
+def test_serve_needs_a_key_or_a_loopback_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.delenv("NARRATOR_API_KEY", raising=False)
+    keyless = CliRunner().invoke(app, ["serve"], terminal_width=300)
+    assert keyless.exit_code == 1 and "set NARRATOR_API_KEY" in keyless.output
+    exposed = CliRunner().invoke(app, ["serve", "--no-auth", "--host", "0.0.0.0"])
+    assert exposed.exit_code == 1 and "127.0.0.1 only" in exposed.output

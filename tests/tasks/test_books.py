@@ -230,15 +230,25 @@ def test_drm_is_refused_but_font_obfuscation_is_not(tmp_path: Path) -> None:
     assert [c.title for c in read_book(str(fine)).select()] == TITLES
 
 
-def test_book_plan_prints_the_chapters_their_cost_and_what_is_skipped(tmp_path: Path) -> None:
-    book = books.epub(tmp_path / "keeper.epub")
-    result = CliRunner().invoke(app, ["book", "plan", str(book)], terminal_width=200)
+@pytest.mark.parametrize("kind", ["epub3", "epub2", "docx"])
+def test_book_plan_prints_the_chapters_their_cost_and_what_is_skipped(
+    tmp_path: Path, kind: str
+) -> None:
+    result = CliRunner().invoke(
+        app, ["book", "plan", str(build(kind, tmp_path))], terminal_width=200
+    )
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if "Chapter" in line]
     assert [r.split("│")[2].strip() for r in rows] == TITLES
-    assert "3 chapters" in result.output
-    for skipped in ("1  Cover  (cover", "2  Copyright  (copyright page", "3  Contents"):
-        assert skipped in result.output
+    assert "3 chapters" in result.output and "$" in rows[0]
+    skipped = ["1  Front matter  (front matter"]
+    if kind != "docx":
+        skipped = ["1  Cover  (cover", "2  Copyright  (copyright page", "3  Contents"]
+    for line in skipped:
+        assert line in result.output
+    if kind != "epub3":
+        return
+    book = tmp_path / "keeper-epub3.epub"
     drm = ENCRYPTION.format(algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc", target="x")
     locked = books.epub(tmp_path / "locked.epub", extra={"META-INF/encryption.xml": drm})
     refused = CliRunner().invoke(app, ["book", "plan", str(locked)], terminal_width=400)
