@@ -10,8 +10,12 @@ backend (tasks/backends/elevenlabs.py) uses:
     401  {"detail": {"status": "invalid_api_key" | "quota_exceeded", "message"}}
     404  {"detail": {"status": "voice_not_found", "message"}}     422 a field's error list
 
+    GET  /v1/voices/{voice_id}                                      header xi-api-key
+    200  {"voice_id", "name"}; 404 voice_not_found; 401 invalid_api_key
+
 The speech is real: the embedded engine reads the text in the voice `voices` maps the voice
-id to, so the backend's Whisper check hears what it would hear. Every request is recorded.
+id to, so the backend's Whisper check hears what it would hear. Every request is recorded
+(voice lookups in `voice_lookups`).
 """
 
 import asyncio
@@ -51,6 +55,7 @@ class FakeElevenLabs:
     busy_first: int = 0  # answer this many requests 429 system_busy first
     characters_left: int | None = None  # the quota; None: unlimited
     received: list[Received] = field(default_factory=list)
+    voice_lookups: list[str] = field(default_factory=list)  # GET /v1/voices/{id} asked
 
     def __post_init__(self) -> None:
         self._engine = EmbeddedEngine(WorkerSettings())
@@ -69,6 +74,20 @@ class FakeElevenLabs:
     @property
     def app(self) -> FastAPI:
         app = FastAPI()
+
+        @app.get("/v1/voices/{voice_id}")
+        async def voice(voice_id: str, request: Request) -> JSONResponse:
+            self.voice_lookups.append(voice_id)
+            if request.headers.get("xi-api-key") != self.key:
+                detail = {"status": "invalid_api_key", "message": "Invalid API key"}
+                return JSONResponse({"detail": detail}, status_code=401)
+            if voice_id not in self.voices:
+                detail = {
+                    "status": "voice_not_found",
+                    "message": f"A voice with voice_id {voice_id} was not found.",
+                }
+                return JSONResponse({"detail": detail}, status_code=404)
+            return JSONResponse({"voice_id": voice_id, "name": self.voices[voice_id]})
 
         @app.post("/v1/text-to-speech/{voice_id}")
         async def speak(voice_id: str, request: Request) -> Response:

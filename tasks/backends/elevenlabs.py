@@ -138,6 +138,7 @@ class ElevenLabsEngine:
         self.characters = 0  # billed: the text of every take made
         self.requests = 0
         self._count = threading.Lock()
+        self._known: set[str] = set()  # voice ids the account was asked about and has
         self._client = httpx.Client(
             base_url=settings.elevenlabs_base_url,
             headers={"xi-api-key": key},
@@ -148,8 +149,33 @@ class ElevenLabsEngine:
         return []  # any voice id of the account: the API says which it does not know
 
     def identity(self, voice: str | None) -> str:
+        """What the audio depends on; asked once per voice before any chunk (plan_jobs),
+        so an unknown voice id fails the run before a character is billed."""
+        if voice:
+            self.check_voice(voice)
         settings = ",".join(f"{k}={v}" for k, v in self.voice_settings.items())
         return f"elevenlabs model={self.model} voice={voice} {settings} format={OUTPUT_FORMAT}"
+
+    def check_voice(self, voice: str) -> None:
+        """GET /v1/voices/{voice_id} (free): a 404 is the run's one-line error; a key the
+        API refuses too. Anything else (busy, unreachable) is left to the requests."""
+        if voice in self._known:
+            return
+        try:
+            response = self._client.get(f"/v1/voices/{voice}")
+        except httpx.TransportError:
+            return
+        if response.status_code == 200:
+            self._known.add(voice)
+            return
+        status, message = _detail(response)
+        if response.status_code == 404:
+            raise InputError(
+                f"ElevenLabs has no voice {voice!r} for this API key ({message}): check "
+                "--voice or the cast's voice ids"
+            )
+        if response.status_code == 401 and status != "quota_exceeded":
+            self._trouble(response, voice)  # raises: the key is refused
 
     def synthesize(self, request: GenerateRequest, seed: int) -> np.ndarray:
         if not request.voice:

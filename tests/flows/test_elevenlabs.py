@@ -144,6 +144,8 @@ def test_the_key_appears_in_no_output_log_artifact_or_parameter(
         seen += [("log", entry.message) for entry in prefect.read_logs()]
         seen += [(f"artifact {a.key}", repr(a.data)) for a in prefect.read_artifacts()]
     assert len(seen) > 10 and "nobody" in seen[0][1]
+    assert "nobody" in fake.voice_lookups  # asked once, before any take was paid for
+    assert all(r.voice_id != "nobody" for r in fake.received)
     assert [where for where, text in seen if KEY in text] == []
     assert all(r.body.get("text") for r in fake.received)  # the key went in a header only
 
