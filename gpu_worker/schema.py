@@ -68,11 +68,12 @@ class GenerationParams(BaseModel):
 
     @model_serializer(mode="wrap")
     def _omit_unset_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Fields added later (accept_score, respellings, the neighbours' text) are left out
+        """Fields added later (accept_score, respellings, the neighbours' text, a role's
+        voice_settings) are left out
         of dumps while unset, so requests (and the chunk cache keys hashed from them) made
         before they existed stay as they were, and an older worker still takes them."""
         data: dict[str, Any] = handler(self)
-        for name in ("accept_score", "respellings", "previous_text", "next_text"):
+        for name in ("accept_score", "respellings", "previous_text", "next_text", "voice_settings"):
             if name in data and data[name] in (None, {}):
                 data.pop(name)
         return data
@@ -110,6 +111,11 @@ class GenerateRequest(GenerationParams):
     )
     next_text: str | None = Field(
         None, max_length=MAX_TEXT_CHARS, description="The same speaker's next chunk (as above)."
+    )
+    voice_settings: dict[str, float | bool] | None = Field(
+        None,
+        description="ElevenLabs voice_settings for this chunk's speaker (a cast role's), over "
+        "the run's; other engines ignore them. Part of the cache key when set.",
     )
 
 

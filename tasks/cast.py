@@ -11,6 +11,10 @@ with their name (`ALICE: ...` or `[Alice] ...`, see tasks/text/blocks.py):
     exaggeration = 0.7       # Chatterbox only: emotion intensity
     cfg_weight = 0.4         # Chatterbox only: lower is slower, more deliberate
 
+    [speakers.Guest]
+    voice = "guest-voice-id"                             # ElevenLabs: a voice id
+    voice_settings = { stability = 0.3, style = 0.6 }    # ElevenLabs only
+
 A role's unset fields come from the run: its voice, then its generation options.
 """
 
@@ -32,6 +36,17 @@ SpeakerName = Annotated[
 ]
 
 
+class VoiceSettings(BaseModel):
+    """ElevenLabs' voice_settings for one role (unset: the run's NARRATOR_ELEVENLABS_*)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stability: float | None = Field(None, ge=0.0, le=1.0)
+    similarity_boost: float | None = Field(None, ge=0.0, le=1.0)
+    style: float | None = Field(None, ge=0.0, le=1.0)
+    use_speaker_boost: bool | None = None
+
+
 class Role(BaseModel):
     """One voice in the cast."""
 
@@ -47,6 +62,9 @@ class Role(BaseModel):
     temperature: float | None = Field(None, gt=0.0, le=2.0, description="Sampling temperature.")
     speed: float | None = Field(
         None, ge=0.5, le=2.0, description="Pace of this voice's speech (default: the run's)."
+    )
+    voice_settings: VoiceSettings | None = Field(
+        None, description="ElevenLabs only: this voice's stability, similarity_boost, style."
     )
 
 

@@ -53,6 +53,8 @@ def chunk_requests(
         if name not in resolved:
             resolved[name] = resolve(name, library)
         settings = role.model_dump(exclude={"voice", "speed"}, exclude_none=True)
+        if not settings.get("voice_settings"):  # a [x.voice_settings] table left empty
+            settings.pop("voice_settings", None)
         fields = {
             **generation.model_dump(),
             **settings,

@@ -183,7 +183,12 @@ class ElevenLabsEngine:
         body: dict[str, Any] = {
             "text": request.text,
             "model_id": self.model,
-            "voice_settings": {**self.voice_settings, "speed": 1.0},
+            # the role's settings (the cast) over the run's
+            "voice_settings": {
+                **self.voice_settings,
+                **(request.voice_settings or {}),
+                "speed": 1.0,  # narrator's own stretch sets the pace
+            },
             "seed": seed % 4_294_967_296,
         }
         for neighbour in ("previous_text", "next_text"):  # prosody that flows across joins

@@ -20,7 +20,7 @@ from gpu_worker.schema import GenerateRequest, GenerationParams
 from local_endpoint.elevenlabs import FakeElevenLabs
 from tasks.backends import elevenlabs as backend_module
 from tasks.backends.elevenlabs import ElevenLabsEngine, PlanWindow
-from tasks.cast import Cast, Role
+from tasks.cast import Role, read_cast
 from tasks.settings import NarratorSettings
 
 KEY = "xi_PLANTED_elevenlabs_key_7c2e91d0"
@@ -117,13 +117,38 @@ def test_each_speaker_is_read_with_their_voice_id(fake: FakeElevenLabs, tmp_path
         "GUEST: I have kept this light for forty years.\n\n"
         "The lamp still turns every night.\n"
     )
-    cast = Cast(narrator=Role(voice="narrator-id"), speakers={"GUEST": Role(voice="guest-id")})
+    cast = read_cast(
+        '[narrator]\nvoice = "narrator-id"\n[speakers.GUEST]\nvoice = "guest-id"\n'
+        "voice_settings = { stability = 0.3, style = 0.6 }\n",
+        "cast.toml",
+    )
     narrate_chapter(str(chapter), str(tmp_path / "out"), None, OPTIONS, cast)
     voices = {r.text: r.voice_id for r in fake.answered()}
     assert [v for t, v in voices.items() if "forty years" in t] == ["guest-id"]
     assert {v for t, v in voices.items() if "forty years" not in t} == {"narrator-id"}
     guest = next(r.body for r in fake.answered() if "forty years" in r.text)
     assert "previous_text" not in guest and "next_text" not in guest  # another voice's lines
+    # the guest's own settings over the run's; the narrator's are the run's
+    run = NarratorSettings()
+    assert guest["voice_settings"] == {
+        "stability": 0.3,
+        "similarity_boost": run.elevenlabs_similarity_boost,
+        "style": 0.6,
+        "use_speaker_boost": run.elevenlabs_speaker_boost,
+        "speed": 1.0,
+    }
+    narration = next(r.body for r in fake.answered() if "every night" in r.text)
+    assert narration["voice_settings"]["stability"] == run.elevenlabs_stability
+
+    # new settings for the guest re-ask the guest's chunk only
+    before = len(fake.received)
+    calmer = cast.model_copy(
+        update={"speakers": {"GUEST": Role(voice="guest-id", voice_settings={"stability": 0.9})}}
+    )
+    narrate_chapter(str(chapter), str(tmp_path / "out"), None, OPTIONS, calmer)
+    asked = [r for r in fake.received[before:] if r.status == 200]
+    assert asked and {r.voice_id for r in asked} == {"guest-id"}  # its takes, nothing else
+    assert {r.body["voice_settings"]["stability"] for r in asked} == {0.9}
 
 
 @pytest.mark.usefixtures("prefect_server")
