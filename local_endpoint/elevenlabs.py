@@ -2,10 +2,11 @@
 cannot reach the real one), over a real socket, speaking the documented contract the
 backend (tasks/backends/elevenlabs.py) uses:
 
-    POST /v1/text-to-speech/{voice_id}?output_format=pcm_24000     header xi-api-key
+    POST /v1/text-to-speech/{voice_id}?output_format=pcm_24000|mp3_44100_128  xi-api-key
          {"text", "model_id", "voice_settings", "seed", ...}
-    200  24 kHz 16-bit mono PCM, headers request-id, current-concurrent-requests,
+    200  24 kHz 16-bit mono PCM (or MP3), headers request-id, current-concurrent-requests,
          maximum-concurrent-requests
+    403  {"detail": {"status": "output_format_not_allowed", ...}}  (a plan without it)
     429  {"detail": {"status": "too_many_concurrent_requests" | "system_busy", "message"}}
     401  {"detail": {"status": "invalid_api_key" | "quota_exceeded", "message"}}
     404  {"detail": {"status": "voice_not_found", "message"}}     422 a field's error list
@@ -46,6 +47,32 @@ class Received:
     ended: float = 0.0
 
 
+FORMATS = ("pcm_24000", "mp3_44100_128")
+
+
+def mp3(pcm: bytes) -> bytes:
+    """24 kHz 16-bit PCM as ElevenLabs' mp3_44100_128: 44.1 kHz, 128 kbps, mono."""
+    import io
+
+    import av
+
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=44100, layout="mono")
+        assert isinstance(stream, av.AudioStream)
+        stream.bit_rate = 128_000
+        frame = av.AudioFrame.from_ndarray(
+            np.frombuffer(pcm, "<i2")[None, :], format="s16", layout="mono"
+        )
+        frame.sample_rate = 24000
+        resampler = av.AudioResampler(format=stream.format, layout="mono", rate=44100,
+                                      frame_size=stream.frame_size or None)  # fmt: skip
+        for converted in [*resampler.resample(frame), *resampler.resample(None)]:
+            container.mux(stream.encode(converted))
+        container.mux(stream.encode(None))
+    return out.getvalue()
+
+
 @dataclass
 class FakeElevenLabs:
     key: str
@@ -56,6 +83,7 @@ class FakeElevenLabs:
     characters_left: int | None = None  # the quota; None: unlimited
     received: list[Received] = field(default_factory=list)
     voice_lookups: list[str] = field(default_factory=list)  # GET /v1/voices/{id} asked
+    formats: tuple[str, ...] = FORMATS  # the output formats the plan offers
 
     def __post_init__(self) -> None:
         self._engine = EmbeddedEngine(WorkerSettings())
@@ -114,8 +142,15 @@ class FakeElevenLabs:
 
         if request.headers.get("xi-api-key") != self.key:
             return error(401, "invalid_api_key", "Invalid API key")
-        if request.query_params.get("output_format") != "pcm_24000":
-            return error(422, "invalid_output_format", "this stand-in speaks pcm_24000 only")
+        output_format = request.query_params.get("output_format", "mp3_44100_128")
+        if output_format not in FORMATS:
+            return error(422, "invalid_output_format", f"this stand-in speaks {FORMATS} only")
+        if output_format not in self.formats:
+            return error(
+                403,
+                "output_format_not_allowed",
+                f"Your subscription does not include the {output_format} output_format.",
+            )
         if not body.get("text"):
             fields = [{"loc": ["body", "text"], "msg": "Field required", "type": "missing"}]
             return 422, JSONResponse({"detail": fields}, status_code=422)
@@ -139,4 +174,6 @@ class FakeElevenLabs:
             "current-concurrent-requests": str(self._in_flight),
             "maximum-concurrent-requests": str(self.concurrency),
         }
+        if output_format.startswith("mp3"):
+            return 200, Response(mp3(pcm), media_type="audio/mpeg", headers=headers)
         return 200, Response(pcm, media_type="audio/pcm", headers=headers)

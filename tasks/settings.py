@@ -103,6 +103,11 @@ class NarratorSettings(BaseSettings):
         "eleven_multilingual_v2",
         description="model_id: eleven_multilingual_v2, eleven_flash_v2_5, ...",
     )
+    elevenlabs_output_format: Literal["pcm_24000", "mp3_44100_128"] = Field(
+        "pcm_24000",
+        description="pcm_24000: no lossy round trip; mp3_44100_128 (decoded here with PyAV) "
+        "for a plan that does not offer PCM.",
+    )
     elevenlabs_concurrency: int = Field(
         5,
         ge=1,

@@ -220,12 +220,15 @@ def create_app(api: ApiSettings, settings: NarratorSettings | None = None) -> Fa
         return error(exc.status, exc.detail, exc.field, **exc.headers)
 
     def check_voice(voice: str | None) -> str | None:
-        """The voice to generate with, or 404 for one neither built in nor in the library."""
-        if voice is None or voice.lower() in OPENAI_VOICES:
+        """The voice to generate with (None: the default), or 404 for one that is neither in
+        the library, nor built in, nor one of OpenAI's names."""
+        if voice is None:
             return None
         built = services()
         if _library_name(voice) and built.library.has(voice):
-            return voice
+            return voice  # the library's first: a voice of one's own named "nova" is that one
+        if voice.lower() in OPENAI_VOICES:
+            return None
         try:
             built.backend.identity(voice)
         except InputError as e:

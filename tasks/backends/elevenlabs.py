@@ -9,7 +9,9 @@ and per-chunk retries as the other backends. Seed 002's digest pipeline, in para
 httpx rather than the official `elevenlabs` SDK: the backend needs one endpoint, the response
 headers that say the plan's concurrency, and its own answer to each 429 (the SDK retries by
 itself, which would fight the window below). PCM 24 kHz needs no decoding and is the rate
-every engine here speaks; it is available on every paid plan.
+every engine here speaks; for a plan without it, NARRATOR_ELEVENLABS_OUTPUT_FORMAT=
+mp3_44100_128 asks for MP3, decoded and resampled with PyAV (the format is part of the
+cache key: the two never share entries). A refused format says which setting to change.
 
 Concurrency follows the account (`PlanWindow`): the plan's maximum, read from every answer,
 is the ceiling; a 429 `too_many_concurrent_requests` shrinks the window to what is in flight
@@ -43,7 +45,6 @@ from tasks.settings import NarratorSettings
 log = logging.getLogger("narrator.elevenlabs")
 
 SAMPLE_RATE = 24000
-OUTPUT_FORMAT = "pcm_24000"
 BUSY_ATTEMPTS = 6  # system_busy / 5xx / connection: then the chunk's own retries take over
 BUSY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 WAIT_FOR_A_SLOT_S = 600.0  # too_many_concurrent_requests: how long to wait for a free slot
@@ -129,6 +130,7 @@ class ElevenLabsEngine:
         self.settings = settings
         self.window = window
         self.model = settings.elevenlabs_model
+        self.output_format = settings.elevenlabs_output_format
         self.voice_settings = {
             "stability": settings.elevenlabs_stability,
             "similarity_boost": settings.elevenlabs_similarity_boost,
@@ -154,7 +156,7 @@ class ElevenLabsEngine:
         if voice:
             self.check_voice(voice)
         settings = ",".join(f"{k}={v}" for k, v in self.voice_settings.items())
-        return f"elevenlabs model={self.model} voice={voice} {settings} format={OUTPUT_FORMAT}"
+        return f"elevenlabs model={self.model} voice={voice} {settings} format={self.output_format}"
 
     def check_voice(self, voice: str) -> None:
         """GET /v1/voices/{voice_id} (free): a 404 is the run's one-line error; a key the
@@ -194,8 +196,10 @@ class ElevenLabsEngine:
         for neighbour in ("previous_text", "next_text"):  # prosody that flows across joins
             if getattr(request, neighbour):
                 body[neighbour] = getattr(request, neighbour)
-        pcm = self._speak(request.voice, body)
-        return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        audio = self._speak(request.voice, body)
+        if self.output_format.startswith("mp3"):
+            return decoded_mp3(audio)
+        return np.frombuffer(audio, dtype="<i2").astype(np.float32) / 32768.0
 
     def synthesize_batch(self, request: GenerateRequest, seeds: list[int]) -> list[np.ndarray]:
         return [self.synthesize(request, seed) for seed in seeds]
@@ -211,7 +215,7 @@ class ElevenLabsEngine:
                 try:
                     response = self._client.post(
                         f"/v1/text-to-speech/{voice}",
-                        params={"output_format": OUTPUT_FORMAT},
+                        params={"output_format": self.output_format},
                         json=body,
                     )
                 except httpx.TransportError as e:
@@ -262,6 +266,11 @@ class ElevenLabsEngine:
                 "quota to reset",
                 code="quota_exceeded",
             )
+        if "output_format" in status or "output_format" in message:
+            raise InputError(
+                f"ElevenLabs refused the output format ({message}): a plan without PCM "
+                "needs NARRATOR_ELEVENLABS_OUTPUT_FORMAT=mp3_44100_128"
+            )
         if response.status_code == 401:
             raise PermanentError(
                 "ElevenLabs refused the API key (HTTP 401): check NARRATOR_ELEVENLABS_API_KEY "
@@ -271,6 +280,27 @@ class ElevenLabsEngine:
         if response.status_code in (400, 404, 422):
             raise InputError(f"ElevenLabs refused voice {voice!r} or a setting: {message}")
         raise PermanentError(f"ElevenLabs: HTTP {response.status_code}: {message}")
+
+
+def decoded_mp3(data: bytes) -> np.ndarray:
+    """An MP3 answer as float samples at SAMPLE_RATE, mono (PyAV: FFmpeg's decoder and
+    resampler; the encoder's priming samples dropped as players drop them)."""
+    import io
+
+    import av
+
+    try:
+        with av.open(io.BytesIO(data), "r") as container:
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            frames = [
+                out for frame in container.decode(audio=0) for out in resampler.resample(frame)
+            ]
+            frames += resampler.resample(None)
+    except (av.FFmpegError, IndexError) as e:
+        raise TransientError(f"ElevenLabs answered audio that does not decode ({e})") from e
+    if not frames:
+        raise TransientError("ElevenLabs answered an empty MP3")
+    return np.concatenate([f.to_ndarray()[0] for f in frames]).astype(np.float32)
 
 
 def _detail(response: httpx.Response) -> tuple[str, str]:

@@ -15,9 +15,11 @@ from prefect.client.orchestration import get_client
 
 from bench.elevenlabs_digest import STORIES
 from flows.chapter import NarrationOptions, narrate_chapter
+from gpu_worker.best_of_n import BestOfN
 from gpu_worker.errors import InputError, PermanentError
 from gpu_worker.schema import GenerateRequest, GenerationParams
-from local_endpoint.elevenlabs import FakeElevenLabs
+from gpu_worker.scoring import compare
+from local_endpoint.elevenlabs import FORMATS, FakeElevenLabs
 from tasks.backends import elevenlabs as backend_module
 from tasks.backends.elevenlabs import ElevenLabsEngine, PlanWindow
 from tasks.cast import Role, read_cast
@@ -234,3 +236,25 @@ def test_a_redo_asks_again_for_that_chunk_only_with_a_new_seed(
     metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert [c["take"] for c in metadata["chunks"]][:4] == [0, 0, 1, 0]
     assert metadata["chunks"][2]["characters_sent"] == len(again.text)
+
+
+def test_a_plan_without_pcm_is_told_the_setting_and_mp3_is_decoded(
+    serve: Callable[[Any], str], worker: BestOfN
+) -> None:
+    service = FakeElevenLabs(key=KEY, formats=("mp3_44100_128",))
+    url = serve(service.app)
+    request = GenerateRequest(text="The tide is out and the boats are home.", voice="narrator-id")
+    with pytest.raises(InputError, match="NARRATOR_ELEVENLABS_OUTPUT_FORMAT=mp3_44100_128"):
+        engine(url).synthesize(request, 1)
+    settings = NarratorSettings(
+        elevenlabs_base_url=url, elevenlabs_timeout=30, elevenlabs_output_format="mp3_44100_128"
+    )
+    lossy = ElevenLabsEngine(settings, KEY, PlanWindow(2))
+    audio = lossy.synthesize(request, 1)
+    service.formats = FORMATS
+    lossless = engine(url).synthesize(request, 1)
+    assert lossy.sample_rate == 24000
+    assert audio.size / 24000 == pytest.approx(lossless.size / 24000, abs=0.05)
+    heard = worker.validator.transcribe(audio, 24000).text
+    assert compare(request.text, heard).wer == 0.0
+    assert lossy.identity("narrator-id") != engine(url).identity("narrator-id")  # own cache
