@@ -115,6 +115,13 @@ class NarratorSettings(BaseSettings):
         description="Requests in flight until the API's answers tell the plan's own limit "
         "(its maximum-concurrent-requests header): Creator 5, Pro 10, Scale 15.",
     )
+    elevenlabs_limit: str = Field(
+        "elevenlabs",
+        description="Prefect global concurrency limit shared by every process that sends "
+        "requests to the ElevenLabs account, sized to the plan's concurrency (created or "
+        "resized at flow start and when an answer tells a new plan); empty: none, each "
+        "process keeps to its own window.",
+    )
     elevenlabs_stability: float = Field(0.5, ge=0, le=1, description="voice_settings.stability")
     elevenlabs_similarity_boost: float = Field(
         0.75, ge=0, le=1, description="voice_settings.similarity_boost"

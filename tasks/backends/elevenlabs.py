@@ -17,9 +17,12 @@ Concurrency follows the account (`PlanWindow`): the plan's maximum, read from ev
 is the ceiling; a 429 `too_many_concurrent_requests` shrinks the window to what is in flight
 and waits for one of this process's requests to finish (no backoff storm); a 429
 `system_busy`, a 5xx or a lost connection halves the window and backs off with jitter, down
-to one request at a time, and every success adds back a fraction (AIMD). 401, 422 and an
-exhausted quota are permanent, with the reason. The API key is registered with the redactor
-when read and goes only into the `xi-api-key` header.
+to one request at a time, and every success adds back a fraction (AIMD). Every process
+using the account also holds a slot of one Prefect global concurrency limit per request
+(`elevenlabs_limit`, sized to the plan), so two machines' runs together keep to the plan
+instead of each filling it. 401, 422 and an exhausted quota are permanent, with the reason.
+The API key is registered with the redactor when read and goes only into the `xi-api-key`
+header.
 """
 
 import logging
@@ -129,6 +132,8 @@ class ElevenLabsEngine:
     def __init__(self, settings: NarratorSettings, key: str, window: PlanWindow) -> None:
         self.settings = settings
         self.window = window
+        self.limit = settings.elevenlabs_limit  # the account's Prefect limit ("": none)
+        self._sized: int | None = None  # the size the limit was last given
         self.model = settings.elevenlabs_model
         self.output_format = settings.elevenlabs_output_format
         self.voice_settings = {
@@ -209,7 +214,10 @@ class ElevenLabsEngine:
         deadline = time.monotonic() + WAIT_FOR_A_SLOT_S
         busy = 0
         while True:
-            with self.window.slot(timeout=max(0.0, deadline - time.monotonic())):
+            with (
+                self.window.slot(timeout=max(0.0, deadline - time.monotonic())),
+                self.account_slot(max(1.0, deadline - time.monotonic())),
+            ):
                 with self._count:
                     self.requests += 1
                 try:
@@ -248,6 +256,30 @@ class ElevenLabsEngine:
         maximum = response.headers.get("maximum-concurrent-requests")
         if maximum and maximum.isdigit():
             self.window.plan(int(maximum))
+            self.size_account_limit(int(maximum))
+
+    def size_account_limit(self, size: int) -> None:
+        """Create or resize the account's Prefect global limit (every process that uses
+        the account shares it): at flow start, and when an answer tells another plan."""
+        if not self.limit or size == self._sized:
+            return
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            client.upsert_global_concurrency_limit_by_name(self.limit, size)
+        self._sized = size
+
+    @contextmanager
+    def account_slot(self, timeout: float) -> Iterator[None]:
+        """A slot of the account's Prefect global limit for one request, shared by every
+        process (a second machine's requests count against the same plan)."""
+        if not self.limit:
+            yield
+            return
+        from prefect.concurrency.sync import concurrency
+
+        with concurrency(self.limit, occupy=1, timeout_seconds=timeout, strict=True):
+            yield
 
     @staticmethod
     def _trouble(response: httpx.Response, voice: str) -> str | None:
@@ -341,6 +373,10 @@ class ElevenLabsBackend(LocalBackend):
         # more chunk threads than the plan's slots: the window, not the threads, bounds
         # requests in flight, and a larger plan is used as soon as an answer says so
         super().__init__(worker, workers=64, load=load)
+
+    def prepare(self, jobs: int) -> None:
+        """The account's Prefect global limit, created or resized before any request."""
+        self.engine.size_account_limit(self.window.ceiling)
 
     def voice_fingerprint(self, audio_prompt_url: str) -> str:
         raise InputError(

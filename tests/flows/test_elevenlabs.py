@@ -177,9 +177,39 @@ def test_the_key_appears_in_no_output_log_artifact_or_parameter(
     assert all(r.body.get("text") for r in fake.received)  # the key went in a header only
 
 
-def engine(fake_url: str, key: str = KEY) -> ElevenLabsEngine:
-    settings = NarratorSettings(elevenlabs_base_url=fake_url, elevenlabs_timeout=30)
+def engine(fake_url: str, key: str = KEY, limit: str = "") -> ElevenLabsEngine:
+    """The engine alone (no Prefect limit unless `limit` names one)."""
+    settings = NarratorSettings(
+        elevenlabs_base_url=fake_url, elevenlabs_timeout=30, elevenlabs_limit=limit
+    )
     return ElevenLabsEngine(settings, key, PlanWindow(settings.elevenlabs_concurrency))
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_two_processes_on_one_account_keep_to_its_plan_together(
+    serve: Callable[[Any], str],
+) -> None:
+    """Two engines with windows of their own (two machines' runs) share the account's
+    Prefect limit: the plan of 2 is never exceeded, so the API refuses nothing."""
+    service = FakeElevenLabs(key=KEY, concurrency=2, latency=1.0)
+    url = serve(service.app)
+    machines = [engine(url, limit="elevenlabs-shared-test") for _ in range(2)]
+    machines[0].size_account_limit(2)  # as a run's start does (ElevenLabsBackend.prepare)
+    texts = [f"Story {word} is told." for word in "one two three four five six".split()]
+
+    def speak(machine: ElevenLabsEngine, text: str) -> None:
+        machine.synthesize(GenerateRequest(text=text, voice="narrator-id"), 1)
+
+    threads = [
+        threading.Thread(target=speak, args=(machines[i % 2], text)) for i, text in enumerate(texts)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(service.answered()) == 6 and service.answered(429) == []
+    assert max(r.in_flight for r in service.received) == 2
+    assert all(m.window.peak == 2 for m in machines) is False  # shared, not 2 each
 
 
 @pytest.mark.parametrize(
@@ -247,7 +277,10 @@ def test_a_plan_without_pcm_is_told_the_setting_and_mp3_is_decoded(
     with pytest.raises(InputError, match="NARRATOR_ELEVENLABS_OUTPUT_FORMAT=mp3_44100_128"):
         engine(url).synthesize(request, 1)
     settings = NarratorSettings(
-        elevenlabs_base_url=url, elevenlabs_timeout=30, elevenlabs_output_format="mp3_44100_128"
+        elevenlabs_base_url=url,
+        elevenlabs_timeout=30,
+        elevenlabs_output_format="mp3_44100_128",
+        elevenlabs_limit="",
     )
     lossy = ElevenLabsEngine(settings, KEY, PlanWindow(2))
     audio = lossy.synthesize(request, 1)
