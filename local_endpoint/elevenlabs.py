@@ -3,7 +3,8 @@ cannot reach the real one), over a real socket, speaking the documented contract
 backend (tasks/backends/elevenlabs.py) uses:
 
     POST /v1/text-to-speech/{voice_id}?output_format=pcm_24000|mp3_44100_128  xi-api-key
-         {"text", "model_id", "voice_settings", "seed", ...}
+         {"text", "model_id", "voice_settings", "seed", "previous_text", "next_text",
+          "previous_request_ids"}
     200  24 kHz 16-bit mono PCM (or MP3), headers request-id, current-concurrent-requests,
          maximum-concurrent-requests
     403  {"detail": {"status": "output_format_not_allowed", ...}}  (a plan without it)
@@ -45,6 +46,7 @@ class Received:
     limit: int  # the plan's concurrency when it arrived
     started: float
     ended: float = 0.0
+    request_id: str = ""  # the request-id header it was answered with
 
 
 FORMATS = ("pcm_24000", "mp3_44100_128")
@@ -128,6 +130,7 @@ class FakeElevenLabs:
             self.received.append(record)
             try:
                 record.status, answer = await self._answer(voice_id, body, request)
+                record.request_id = answer.headers.get("request-id", "")
                 return answer
             finally:
                 self._in_flight -= 1

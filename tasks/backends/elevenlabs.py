@@ -23,8 +23,15 @@ using the account also holds a slot of one Prefect global concurrency limit per 
 instead of each filling it. 401, 422 and an exhausted quota are permanent, with the reason.
 The API key is registered with the redactor when read and goes only into the `xi-api-key`
 header.
+
+Continuity: each request carries the same voice's previous and next chunk text, and, when
+this process has already made the previous chunk (chunks run about in reading order; at a
+plan of one request, always), that take's request id as `previous_request_ids`. Neither is
+in the cache key: they smooth a join, and an edit must re-ask one chunk, not three.
 """
 
+import heapq
+import itertools
 import logging
 import random
 import threading
@@ -42,6 +49,7 @@ from gpu_worker.schema import GenerateRequest
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.validator import Validator
 from tasks.backends.local import LocalBackend
+from tasks.backends.order import reading_order
 from tasks.backends.runpod.api_key import secret_key
 from tasks.settings import NarratorSettings
 
@@ -51,6 +59,7 @@ SAMPLE_RATE = 24000
 BUSY_ATTEMPTS = 6  # system_busy / 5xx / connection: then the chunk's own retries take over
 BUSY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 WAIT_FOR_A_SLOT_S = 600.0  # too_many_concurrent_requests: how long to wait for a free slot
+REQUEST_ID_TTL_S = 3600.0  # a take's request id is sent as the next one's context this long
 FREE_SLOT_POLL_S = 1.0  # when another client holds the account's slots, not this process
 
 
@@ -72,11 +81,26 @@ class PlanWindow:
         self._started = time.monotonic()
         self._last_cut = -1.0
         self._changed = threading.Condition()
+        self._waiting: list[tuple[int, int]] = []  # (reading order, arrival) of waiters
+        self._arrivals = itertools.count()
 
     @contextmanager
     def slot(self, timeout: float | None = None) -> Iterator[None]:
+        """A request's place in the window; waiting requests go in reading order
+        (tasks/backends/order.py), so chunks are said about in order."""
+        me = (reading_order.get(), next(self._arrivals))
         with self._changed:
-            if not self._changed.wait_for(lambda: self.in_flight < int(self.window), timeout):
+            heapq.heappush(self._waiting, me)
+            try:
+                admitted = self._changed.wait_for(
+                    lambda: self.in_flight < int(self.window) and self._waiting[0] == me,
+                    timeout,
+                )
+            finally:
+                self._waiting.remove(me)
+                heapq.heapify(self._waiting)
+                self._changed.notify_all()  # the next in line may go now
+            if not admitted:
                 raise TransientError("ElevenLabs: no free request slot in time", code="throttled")
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
@@ -146,6 +170,9 @@ class ElevenLabsEngine:
         self.requests = 0
         self._count = threading.Lock()
         self._known: set[str] = set()  # voice ids the account was asked about and has
+        # (voice, text) -> the request id of its latest take, and when: the next chunk of
+        # that voice sends it as previous_request_ids
+        self._takes: dict[tuple[str, str], tuple[str, float]] = {}
         self._client = httpx.Client(
             base_url=settings.elevenlabs_base_url,
             headers={"xi-api-key": key},
@@ -220,6 +247,7 @@ class ElevenLabsEngine:
             ):
                 with self._count:
                     self.requests += 1
+                self._add_previous_take(voice, body)
                 try:
                     response = self._client.post(
                         f"/v1/text-to-speech/{voice}",
@@ -235,6 +263,11 @@ class ElevenLabsEngine:
                         self.window.succeeded()
                         with self._count:  # billed: every take made, failed ones too
                             self.characters += len(body["text"])
+                        if response.headers.get("request-id"):
+                            self._takes[(voice, body["text"])] = (
+                                response.headers["request-id"],
+                                time.monotonic(),
+                            )
                         return response.content
                     if trouble == "full":
                         self._read_plan(response)
@@ -251,6 +284,13 @@ class ElevenLabsEngine:
             delay = BUSY_DELAYS[min(busy, len(BUSY_DELAYS) - 1)]
             time.sleep(delay * random.uniform(0.5, 1.5))  # jitter: retries do not arrive together
             busy += 1
+
+    def _add_previous_take(self, voice: str, body: dict[str, Any]) -> None:
+        """`previous_request_ids`: the request id of the chunk before, when this process has
+        said it already (and recently: ids are context for a while only)."""
+        before = self._takes.get((voice, body.get("previous_text") or ""))
+        if before and time.monotonic() - before[1] < REQUEST_ID_TTL_S:
+            body["previous_request_ids"] = [before[0]]
 
     def _read_plan(self, response: httpx.Response) -> None:
         maximum = response.headers.get("maximum-concurrent-requests")

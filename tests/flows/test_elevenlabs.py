@@ -112,6 +112,27 @@ def test_a_lowered_plan_is_absorbed_and_followed(fake: FakeElevenLabs, tmp_path:
 
 
 @pytest.mark.usefixtures("prefect_server")
+def test_one_request_at_a_time_each_chunk_sends_the_last_ones_request_id(
+    fake: FakeElevenLabs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NARRATOR_ELEVENLABS_CONCURRENCY", "1")
+    fake.concurrency = 1
+    narrate_chapter(
+        str(digest(tmp_path, STORIES[:3])), str(tmp_path / "out"), "narrator-id", OPTIONS
+    )
+    said = fake.answered()
+    ids = {r.text: r.request_id for r in said}
+    following = [r for r in said if r.body.get("previous_text")]
+    assert len(following) == len(said) - 1  # all but the first chunk
+    # one at a time, about in reading order: a chunk whose predecessor was said first
+    # carries that take's request id (the first two may start in either order)
+    carried = [r for r in following if "previous_request_ids" in r.body]
+    assert len(carried) >= len(following) - 1
+    for request in carried:
+        assert request.body["previous_request_ids"] == [ids[request.body["previous_text"]]]
+
+
+@pytest.mark.usefixtures("prefect_server")
 def test_each_speaker_is_read_with_their_voice_id(fake: FakeElevenLabs, tmp_path: Path) -> None:
     chapter = tmp_path / "interview.md"
     chapter.write_text(
