@@ -30,6 +30,7 @@ plan of one request, always), that take's request id as `previous_request_ids`. 
 in the cache key: they smooth a join, and an edit must re-ask one chunk, not three.
 """
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -59,6 +60,7 @@ SAMPLE_RATE = 24000
 BUSY_ATTEMPTS = 6  # system_busy / 5xx / connection: then the chunk's own retries take over
 BUSY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 WAIT_FOR_A_SLOT_S = 600.0  # too_many_concurrent_requests: how long to wait for a free slot
+ACCOUNT_POLL_S = 0.2  # a full account limit is asked again this often
 REQUEST_ID_TTL_S = 3600.0  # a take's request id is sent as the next one's context this long
 FREE_SLOT_POLL_S = 1.0  # when another client holds the account's slots, not this process
 
@@ -111,6 +113,11 @@ class PlanWindow:
                 self.in_flight -= 1
                 self._changed.notify_all()
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a place in the window."""
+        return len(self._waiting)
+
     def plan(self, maximum: int) -> None:
         """The plan's concurrency, from `maximum-concurrent-requests`."""
         with self._changed:
@@ -158,6 +165,8 @@ class ElevenLabsEngine:
         self.window = window
         self.limit = settings.elevenlabs_limit  # the account's Prefect limit ("": none)
         self._sized: int | None = None  # the size the limit was last given
+        self._client_prefect: Any = None
+        self._leases: list[str] = []  # leases no request holds now
         self.model = settings.elevenlabs_model
         self.output_format = settings.elevenlabs_output_format
         self.voice_settings = {
@@ -303,23 +312,85 @@ class ElevenLabsEngine:
         the account shares it): at flow start, and when an answer tells another plan."""
         if not self.limit or size == self._sized:
             return
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            client.upsert_global_concurrency_limit_by_name(self.limit, size)
+        self._prefect().upsert_global_concurrency_limit_by_name(self.limit, size)
         self._sized = size
 
     @contextmanager
     def account_slot(self, timeout: float) -> Iterator[None]:
-        """A slot of the account's Prefect global limit for one request, shared by every
-        process (a second machine's requests count against the same plan)."""
+        """A lease on one slot of the account's Prefect global limit for one request,
+        shared by every process (a second machine's requests count against the same
+        plan). A request that ends hands its lease to the next one waiting in this
+        process, and gives it back when none is (`_leases`); a new one is asked of the
+        server directly, again every `ACCOUNT_POLL_S` while the limit is full
+        (prefect.concurrency would wait the server's Retry-After, seconds at a time). A
+        lease outlives a request's timeout, so a killed process frees its slots."""
         if not self.limit:
             yield
             return
-        from prefect.concurrency.sync import concurrency
-
-        with concurrency(self.limit, occupy=1, timeout_seconds=timeout, strict=True):
+        with self._count:
+            lease = self._leases.pop() if self._leases else None
+        lease = lease or self._lease(timeout)
+        try:
             yield
+        finally:
+            if self.window.waiting:
+                with self._count:
+                    self._leases.append(lease)  # the next request here takes it
+            else:
+                self._release(lease)
+                self.release_idle()  # no one here needs them: other processes may
+
+    def reserve(self, leases: int) -> None:
+        """Hold up to `leases` free slots before the run's tasks start (the Prefect
+        server is busiest when they do); requests use them as they come."""
+        client = self._prefect()
+        for _ in range(leases - len(self._leases)):
+            try:
+                answer = client.increment_concurrency_slots_with_lease(
+                    [self.limit], 1, "concurrency", self.settings.elevenlabs_timeout + 60
+                )
+            except httpx.HTTPError:
+                return  # full, or busy: requests ask for their own
+            with self._count:
+                self._leases.append(answer.json()["lease_id"])
+
+    def release_idle(self) -> None:
+        with self._count:
+            idle, self._leases = self._leases, []
+        for lease in idle:
+            self._release(lease)
+
+    def _lease(self, timeout: float) -> str:
+        client = self._prefect()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                answer = client.increment_concurrency_slots_with_lease(
+                    [self.limit], 1, "concurrency", self.settings.elevenlabs_timeout + 60
+                )
+                return str(answer.json()["lease_id"])
+            except httpx.HTTPStatusError as e:
+                if e.response.status_code != 423 and e.response.status_code < 500:
+                    raise  # 423: every slot is taken; 5xx: a busy server
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TransientError("ElevenLabs: the account limit stayed full", code="throttled")
+            time.sleep(ACCOUNT_POLL_S)
+
+    def _release(self, lease: str) -> None:
+        with contextlib.suppress(httpx.HTTPError):  # else the lease expires by itself
+            self._prefect().release_concurrency_slots_with_lease(lease)
+
+    def _prefect(self) -> Any:
+        """One Prefect API client for this engine's leases (opened on first use)."""
+        with self._count:
+            if self._client_prefect is None:
+                from prefect.client.orchestration import get_client
+
+                self._client_prefect = get_client(sync_client=True)
+                self._client_prefect.__enter__()
+            return self._client_prefect
 
     @staticmethod
     def _trouble(response: httpx.Response, voice: str) -> str | None:
@@ -415,8 +486,11 @@ class ElevenLabsBackend(LocalBackend):
         super().__init__(worker, workers=64, load=load)
 
     def prepare(self, jobs: int) -> None:
-        """The account's Prefect global limit, created or resized before any request."""
-        self.engine.size_account_limit(self.window.ceiling)
+        """The account's Prefect global limit, created or resized before any request, and
+        this run's first slots taken while the Prefect server is not yet busy."""
+        if self.engine.limit:
+            self.engine.size_account_limit(self.window.ceiling)
+            self.engine.reserve(min(jobs, self.window.ceiling))
 
     def voice_fingerprint(self, audio_prompt_url: str) -> str:
         raise InputError(
