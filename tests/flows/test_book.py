@@ -153,7 +153,12 @@ def test_book_run_narrates_a_word_document_and_an_epub2(
     assert result.exit_code == 0, result.output
     m4b = out / "keeper.m4b"
     assert f"audiobook  {m4b}" in result.output and "3 (3 narrated now" in result.output
-    assert [title for title, _, _ in read_chapters(m4b)] == [t for t, _ in books.CHAPTERS]
+    found = read_chapters(m4b)
+    assert [title for title, _, _ in found] == [t for t, _ in books.CHAPTERS]
+    folders = sorted(p for p in out.iterdir() if (p / f"{p.name}.wav").is_file())
+    lengths = [sf.info(str(f / f"{f.name}.wav")).duration for f in folders]
+    starts = [sum(lengths[:i]) + i * CHAPTER_GAP for i in range(3)]
+    assert [start for _, start, _ in found] == pytest.approx(starts, abs=0.05)
     tags = MP4(str(m4b)).tags
     assert tags is not None and tags["\xa9wrt"] == ["Grace Hopper"]
     assert bytes(tags["covr"][0]) == books.cover_png()
