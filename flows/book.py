@@ -15,7 +15,6 @@ inputs (chapters' audio, tags, cover) are unchanged is not redone.
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 from typing import cast as typing_cast
@@ -30,16 +29,19 @@ from flows.parameters import checked_flow
 from flows.services import services
 from gpu_worker.errors import InputError, PermanentError
 from gpu_worker.redaction import CredentialFree
+from gpu_worker.voices import write_atomic
 from tasks.book import Book, BookChapter, read_book
 from tasks.book.acx import package
 from tasks.book.audiobook import BookTags, Part, write_audiobook
 from tasks.cast import Cast
 from tasks.encode import Marker
 from tasks.options import NarrationOptions
+from tasks.outputs import MANIFEST
 from tasks.storage import is_s3, output_stem
 from tasks.text.lexicon import Lexicon
 
 TEXT_FOLDER = "text"
+OPENING, CLOSING = "00-opening-credits", "zz-closing-credits"  # ACX's credits, as chapters
 BOOK_RECORD = "book.json"
 LOUDNESS_SPREAD_LU = 1.0  # chapters further apart than this are warned about
 TITLE_CHARS = 60  # of a chapter's title in its file and folder names
@@ -94,20 +96,10 @@ def write_texts(texts: dict[str, str], folder: Path) -> None:
     for name, html in texts.items():
         path = folder / f"{name}.html"
         if not path.is_file() or path.read_text(encoding="utf-8") != html:
-            staged = path.with_suffix(".partial")
-            staged.write_text(html, encoding="utf-8")
-            os.replace(staged, path)
+            write_atomic(path, html.encode())
     for stale in folder.glob("*.html"):
         if stale.stem not in texts:
             stale.unlink()
-
-
-def _digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 @task(name="assemble-audiobook", cache_policy=NONE)
@@ -117,7 +109,7 @@ def assemble(
     """The M4B, unless book.json says it was made from these very inputs; its markers and
     whether it was written now."""
     inputs = {
-        "chapters": [{"title": p.title, "wav_sha256": _digest(p.wav)} for p in parts],
+        "chapters": [{"title": p.title, "wav_sha256": p.wav_sha256} for p in parts],
         "tags": tags.model_dump(),
         "cover_sha256": hashlib.sha256(book.cover).hexdigest() if book.cover else None,
     }
@@ -149,9 +141,7 @@ def assemble(
         ],
         "loudness_spread_lu": spread,
     }
-    staged = record.with_suffix(".partial")
-    staged.write_text(json.dumps(body, indent=2) + "\n")
-    os.replace(staged, record)
+    write_atomic(record, (json.dumps(body, indent=2) + "\n").encode())
     return markers, True
 
 
@@ -215,9 +205,7 @@ def narrate_book(
     names = {c.number: chapter_name(c, len(read.chapters)) for c in chosen}
     texts = {names[c.number]: c.html for c in chosen}
     if acx:
-        opening, closing = credits(read, tags)
-        texts["00-opening-credits"] = opening
-        texts["zz-closing-credits"] = closing
+        texts[OPENING], texts[CLOSING] = credits(read, tags)
     out = Path(out_dir)
     write_texts(texts, out / TEXT_FOLDER)
     state = narrate_batch(
@@ -234,17 +222,13 @@ def narrate_book(
     if not state.is_completed():
         raise PermanentError(f"the book was not assembled: {reason(state)}")
     batch = typing_cast(BatchResult, state.result())
-    wavs = {name: out / name / f"{name}.wav" for name in texts}
-    parts = [
-        Part(c.title, wavs[names[c.number]], _lufs(out / names[c.number]), c.location)
-        for c in chosen
-    ]
+    parts = [part(c, out / names[c.number]) for c in chosen]
     audiobook = out / f"{output_stem(book)}.m4b"
     markers, assembled = assemble(parts, audiobook, tags, read, out / BOOK_RECORD)
     report = None
     if acx:
-        files = [(c.title, wavs[names[c.number]]) for c in chosen]
-        made = package(files, wavs["00-opening-credits"], wavs["zz-closing-credits"], out / "acx")
+        opening, closing = (out / name / f"{name}.wav" for name in (OPENING, CLOSING))
+        made = package([(p.title, p.wav) for p in parts], opening, closing, out / "acx")
         report = str(out / "acx" / "acx-report.json")
         if not made["passed"]:
             logger.warning("ACX checks: some files fail; see %s", report)
@@ -262,12 +246,17 @@ def narrate_book(
     )
 
 
-def _lufs(folder: Path) -> float | None:
-    """The chapter's integrated loudness, as its run measured it."""
+def part(chapter: BookChapter, folder: Path) -> Part:
+    """A narrated chapter as the audiobook takes it: its WAV with the sha256 its manifest
+    records (no second read of the audio) and its loudness from its metadata.json."""
+    wav = folder / f"{folder.name}.wav"
+    manifest = json.loads((folder / MANIFEST).read_text())
     try:
-        return float(json.loads((folder / "metadata.json").read_text())["audio"]["integrated_lufs"])
+        metadata = json.loads((folder / "metadata.json").read_text())
+        lufs: float | None = float(metadata["audio"]["integrated_lufs"])
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        lufs = None
+    return Part(chapter.title, wav, manifest["files"][wav.name]["sha256"], lufs, chapter.location)
 
 
 def _summary(book: Book, markers: list[Marker], skipped: list[BookChapter], batch: Any) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 from prefect import task
 from prefect.cache_policies import NONE
+from prefect.results import ResultStore
 from pydantic import BaseModel, ConfigDict, Field
 
 from gpu_worker.errors import PermanentError
@@ -286,6 +287,24 @@ def concatenate(
     return placements
 
 
+def read_job_audio(store: ResultStore, job: ChunkJob, storage: Path | str) -> ChunkAudio:
+    """A chunk's audio, read back from the cache it was generated into; a damaged or
+    missing entry is a PermanentError saying how to mend it."""
+    try:
+        audio = read_chunk(store, job.cache_key, storage)
+    except DamagedEntry as e:
+        raise PermanentError(
+            f"chunk {job.index}'s cache entry {job.cache_key[:12]}... at {storage} {e}: "
+            "rerun the chapter to generate it again"
+        ) from e
+    if audio is None:
+        raise PermanentError(
+            f"chunk {job.index} is no longer in the chunk cache at {storage} (key "
+            f"{job.cache_key[:12]}...): rerun the chapter to generate it again"
+        )
+    return audio
+
+
 def cached_audio(
     jobs: list[ChunkJob], storage: Path | str, kept: dict[int, ChunkAudio] | None = None
 ) -> Iterator[ChunkAudio]:
@@ -296,21 +315,7 @@ def cached_audio(
     kept = kept or {}
 
     def read(job: ChunkJob) -> ChunkAudio:
-        if job.index in kept:
-            return kept[job.index]
-        try:
-            audio = read_chunk(store, job.cache_key, storage)
-        except DamagedEntry as e:
-            raise PermanentError(
-                f"chunk {job.index}'s cache entry {job.cache_key[:12]}... at {storage} {e}: "
-                "rerun the chapter to generate it again"
-            ) from e
-        if audio is None:
-            raise PermanentError(
-                f"chunk {job.index} is no longer in the chunk cache at {storage} (key "
-                f"{job.cache_key[:12]}...): rerun the chapter to generate it again"
-            )
-        return audio
+        return kept[job.index] if job.index in kept else read_job_audio(store, job, storage)
 
     with ThreadPoolExecutor(CACHE_READERS) as pool:
         ahead: deque[Future[ChunkAudio]] = deque()

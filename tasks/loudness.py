@@ -172,6 +172,11 @@ class AcxCheck:
     noise_floor_ok: bool
 
 
+def dbfs(value: float) -> float:
+    """dBFS, floored at -120 (digital silence: below anything 16-bit audio can hold)."""
+    return 20 * math.log10(max(value, 1e-6))
+
+
 def acx_check(rms_db: float, peak_db: float, noise_floor_db: float) -> AcxCheck:
     return AcxCheck(
         round(rms_db, 2),

@@ -15,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from gpu_worker.errors import PermanentError
-from tasks.loudness import AcxCheck, LoudnessMeter, acx_check, true_peak_db
+from tasks.loudness import AcxCheck, LoudnessMeter, acx_check, dbfs, true_peak_db
 
 SILENT_DBFS = -45.0
 WORDS_PER_MINUTE = (60.0, 300.0)  # a narration outside this pace has lost or gained audio
@@ -35,11 +35,6 @@ class AudioCheck:
     loudness_ok: bool
     acx: AcxCheck
     problems: list[str]
-
-
-def _db(value: float) -> float:
-    """dBFS, floored at -120 (digital silence: below anything 16-bit audio can hold)."""
-    return 20 * math.log10(max(value, 1e-6))
 
 
 def check_audio(
@@ -65,7 +60,7 @@ def check_audio(
     except (sf.LibsndfileError, RuntimeError) as e:
         raise PermanentError(f"{path}: the chapter audio does not decode: {e}") from e
     duration = total / rate
-    rms_db = _db(math.sqrt(squares / total)) if total else -120.0
+    rms_db = dbfs(math.sqrt(squares / total)) if total else -120.0
     wpm = word_count / (duration / 60) if duration > 0 else 0.0
     lufs = max(meter.integrated(), -120.0)
     problems = []
@@ -89,7 +84,7 @@ def check_audio(
         target[0] if target else None,
         target[1] if target else None,
         loudness_ok,
-        acx_check(rms_db, _db(peak), _db(quietest if math.isfinite(quietest) else 0.0)),
+        acx_check(rms_db, dbfs(peak), dbfs(quietest if math.isfinite(quietest) else 0.0)),
         problems,
     )
 

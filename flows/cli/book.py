@@ -9,15 +9,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flows.cli.common import (
+    Backend,
+    CacheDir,
+    Verbose,
     app,
-    check_backend,
+    command_settings,
     default,
     err,
     fail,
     narrator_settings,
     opt,
     prefect_console,
-    worker_settings,
 )
 from gpu_worker.schema import GenerationParams
 
@@ -186,18 +188,9 @@ def run(
         str | None, typer.Option(help="Year tag (default: the book's)", show_default=False)
     ] = None,
     max_in_flight: Annotated[int, typer.Option(help="Chapters narrated at once", min=1, max=8)] = 2,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="local, runpod or elevenlabs (default: NARRATOR_BACKEND)", show_default=False
-        ),
-    ] = None,
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Chunk cache folder", show_default=False)
-    ] = None,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show Prefect's log lines.")
-    ] = False,
+    backend: Backend = None,
+    cache_dir: CacheDir = None,
+    verbose: Verbose = False,
 ) -> None:
     """Narrate the book's chapters (each one current is skipped, an edited one regenerates
     only its changed chunks) and assemble OUT/<book>.m4b: a marker per chapter, the
@@ -210,10 +203,7 @@ def run(
     from gpu_worker.redaction import no_credentials
     from tasks.book.audiobook import BookTags
 
-    check_backend(backend)
-    overrides = {"cache_dir": str(cache_dir) if cache_dir else None, "backend": backend}
-    settings = narrator_settings(**{k: v for k, v in overrides.items() if v is not None})
-    worker = worker_settings()
+    settings, worker = command_settings(backend, cache_dir)
     _read(book, chapters, include_matter)  # a bad book or --chapters: one line, no server
     if voice:
         try:

@@ -4,7 +4,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -57,6 +57,27 @@ def check_backend(backend: str | None) -> None:
     """--backend names one of the backends (None: the setting's)."""
     if backend not in (None, *BACKENDS):
         fail(f"--backend must be 'local', 'runpod' or 'elevenlabs', not {backend!r}")
+
+
+def command_settings(
+    backend: str | None = None, cache_dir: Path | None = None, **more: Any
+) -> tuple[Any, Any]:
+    """A command's (NarratorSettings, WorkerSettings): the environment's, with its
+    --backend, --cache-dir and any `more` options given on top; a bad one is one line."""
+    check_backend(backend)
+    given = {"backend": backend, "cache_dir": str(cache_dir) if cache_dir else None, **more}
+    settings = narrator_settings(**{k: v for k, v in given.items() if v is not None})
+    return settings, worker_settings()  # a bad NARRATOR_* worker setting is one line too
+
+
+Backend = Annotated[
+    str | None,
+    typer.Option(
+        help="local, runpod or elevenlabs (default: NARRATOR_BACKEND)", show_default=False
+    ),
+]
+CacheDir = Annotated[Path | None, typer.Option(help="Chunk cache folder", show_default=False)]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's log lines.")]
 
 
 def narrator_settings(**overrides: Any) -> Any:

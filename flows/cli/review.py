@@ -7,12 +7,10 @@ import typer
 
 from flows.cli.common import (
     app,
-    check_backend,
+    command_settings,
     err,
     fail,
-    narrator_settings,
     prefect_console,
-    worker_settings,
 )
 
 
@@ -105,22 +103,20 @@ def redo(
     )
     if not any(asked):
         fail("nothing to do: give --chunks, --take, --keep or --release")
-    check_backend(backend)
-    overrides = {"backend": backend, "cache_dir": str(cache_dir) if cache_dir else None}
-    settings = narrator_settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = command_settings(backend, cache_dir)
     result = _redo(out_dir, settings, *asked, verbose=verbose)
     from flows.cli.run import _summary
 
     _summary(result)
 
 
-def _redo(out_dir: str, settings: Any, *asked: Any, verbose: bool) -> Any:
+def _redo(out_dir: str, settings: tuple[Any, Any], *asked: Any, verbose: bool) -> Any:
     from flows.redo import redo_chunks
     from flows.services import configured
     from gpu_worker.errors import NarratorError
 
     try:
-        with configured(settings, worker_settings()), prefect_console(verbose):
+        with configured(*settings), prefect_console(verbose):
             return redo_chunks(out_dir, *asked)
     except NarratorError as e:
         fail(str(e))
@@ -153,9 +149,8 @@ def review(
     from gpu_worker.errors import NarratorError
     from tasks.storage import result_storage
 
-    overrides = {"cache_dir": str(cache_dir)} if cache_dir else {}
-    settings = narrator_settings(**overrides)
-    with configured(settings, worker_settings()), prefect_console(verbose):
+    settings, worker = command_settings(cache_dir=cache_dir)
+    with configured(settings, worker), prefect_console(verbose):
         try:
             cache = result_storage(settings.cache_dir, settings.s3_endpoint_url)
             page = review_app(out_dir, settings.s3_endpoint_url, cache)

@@ -11,15 +11,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flows.cli.common import (
     app,
-    check_backend,
+    command_settings,
     default,
     err,
     fail,
-    narrator_settings,
     opt,
     prefect_console,
     read_option_file,
-    worker_settings,
 )
 from gpu_worker.redaction import no_credentials
 from gpu_worker.schema import GenerationParams, explain
@@ -214,11 +212,7 @@ def run(
     segments.json and validation.json."""
     if on_low_score not in ("flag", "fail"):
         fail(f"--on-low-score must be 'flag' or 'fail', not {on_low_score!r}")
-    check_backend(backend)
-    cache = str(cache_dir) if cache_dir is not None else None
-    overrides = {"local_workers": workers, "cache_dir": cache, "backend": backend}
-    settings = narrator_settings(**{k: v for k, v in overrides.items() if v is not None})
-    worker = worker_settings()  # a bad NARRATOR_* worker setting is one line here too
+    settings, worker = command_settings(backend, cache_dir, local_workers=workers)
     try:
         options = _options(
             generation=GenerationParams(

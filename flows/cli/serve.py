@@ -1,19 +1,19 @@
 """`narrator serve`: the speech API (flows/speech/app.py) on a port, until Ctrl-C."""
 
 import ipaddress
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from flows.cli.common import (
+    Backend,
+    CacheDir,
+    Verbose,
     app,
-    check_backend,
+    command_settings,
     err,
     fail,
-    narrator_settings,
     prefect_console,
-    worker_settings,
 )
 
 
@@ -41,18 +41,9 @@ def serve(
             show_default=False,
         ),
     ] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="local, runpod or elevenlabs (default: NARRATOR_BACKEND)", show_default=False
-        ),
-    ] = None,
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Chunk cache folder", show_default=False)
-    ] = None,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show Prefect's log lines.")
-    ] = False,
+    backend: Backend = None,
+    cache_dir: CacheDir = None,
+    verbose: Verbose = False,
 ) -> None:
     """Serve the speech API: OpenAI's POST /v1/audio/speech (streamed, every format), seed
     004's /tts/generate and /voices, /health. Clients send NARRATOR_API_KEY as
@@ -65,10 +56,7 @@ def serve(
     from flows.speech.app import ApiSettings, create_app
     from gpu_worker.schema import explain
 
-    check_backend(backend)
-    overrides = {"cache_dir": str(cache_dir) if cache_dir else None, "backend": backend}
-    settings = narrator_settings(**{k: v for k, v in overrides.items() if v is not None})
-    worker = worker_settings()
+    settings, worker = command_settings(backend, cache_dir)
     try:
         api = ApiSettings()
         if max_in_flight:

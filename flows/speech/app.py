@@ -31,8 +31,10 @@ change. The API key (`NARRATOR_API_KEY`) is accepted as `Authorization: Bearer` 
 import asyncio
 import base64
 import hmac
+import html
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -55,6 +57,8 @@ from tasks.audio import AudioOptions
 from tasks.encode import SPEECH_FORMATS, SpeechFormat
 from tasks.options import NarrationOptions
 from tasks.settings import NarratorSettings
+from tasks.text.decode import html_to_text
+from tasks.voice_library import NAME
 
 OPENAI_VOICES = frozenset(
     "alloy ash ballad coral echo fable onyx nova sage shimmer verse marin cedar".split()
@@ -357,19 +361,12 @@ def create_app(api: ApiSettings, settings: NarratorSettings | None = None) -> Fa
 
 
 def _library_name(name: str) -> bool:
-    from tasks.voice_library import NAME
-
     return bool(NAME.fullmatch(name))
 
 
 def _as_markdown(text: str) -> str:
     """Plain input text as the chunker reads it: its paragraphs kept, nothing in it read as
     markup ("# of guests" is words, not a heading)."""
-    import html
-    import re
-
-    from tasks.text.decode import html_to_text
-
     paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
     return html_to_text("".join(f"<p>{html.escape(p)}</p>" for p in paragraphs))
 

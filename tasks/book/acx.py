@@ -14,6 +14,7 @@ sentence sounds gated, and ACX's reviewers reject it. Each file is then set to
 still peaks over -3 dB is encoded again, quieter by the excess.
 """
 
+import json
 import math
 import tempfile
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from tasks.encode import encode
-from tasks.loudness import AcxCheck, acx_check, limit
+from tasks.loudness import AcxCheck, acx_check, dbfs, limit
 from tasks.storage import output_stem
 
 HEAD_S, TAIL_S = 0.75, 2.0
@@ -51,10 +52,6 @@ class FileCheck:
         return not self.problems
 
 
-def _db(value: float) -> float:
-    return 20 * math.log10(max(value, 1e-6))
-
-
 def room_tone(seconds: float, rate: int, seed: int) -> np.ndarray:
     noise = np.random.default_rng(seed).standard_normal(round(seconds * rate))
     return (noise * 10 ** (ROOM_TONE_DB / 20)).astype(np.float32)
@@ -69,7 +66,7 @@ def mastered(audio: np.ndarray, rate: int, seed: int) -> np.ndarray:
         [room_tone(HEAD_S, rate, seed + 1), body, room_tone(TAIL_S, rate, seed + 2)]
     )
     for _ in range(3):  # the limiter takes back a little of each gain
-        rms = _db(float(np.sqrt(np.mean(np.square(signal, dtype=np.float64)))))
+        rms = dbfs(float(np.sqrt(np.mean(np.square(signal, dtype=np.float64)))))
         if abs(rms - TARGET_RMS_DB) < 0.5:
             break
         signal = limit(signal * 10 ** ((TARGET_RMS_DB - rms) / 20), rate, PEAK_CEILING_DB)
@@ -98,9 +95,9 @@ def measure(path: Path) -> FileCheck:
         pending = pending[whole.size :]
     duration = total / rate if rate else 0.0
     figures = acx_check(
-        _db(math.sqrt(squares / total)) if total else -120.0,
-        _db(peak),
-        _db(quietest if math.isfinite(quietest) else 0.0),
+        dbfs(math.sqrt(squares / total)) if total else -120.0,
+        dbfs(peak),
+        dbfs(quietest if math.isfinite(quietest) else 0.0),
     )
     problems = []
     if not figures.rms_ok:
@@ -181,8 +178,6 @@ def package(chapters: list[tuple[str, Path]], opening: Path, closing: Path, out:
         },
         "passed": all(c.passed for c in checks) and sample_check.passed,
     }
-    import json
-
     (out / "acx-report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "acx-report.md").write_text(_markdown(checks, sample_check, sample_note))
     return report

@@ -42,11 +42,13 @@ class BookTags(BaseModel):
 
 @dataclass(frozen=True)
 class Part:
-    """One chapter of the audiobook: its title, its narrated WAV, that WAV's integrated
-    loudness (as its run measured it, in its metadata.json) and where in the book it is."""
+    """One chapter of the audiobook: its title, its narrated WAV and that WAV's sha256 and
+    integrated loudness (as its run published and measured it), and where in the book it
+    is."""
 
     title: str
     wav: Path
+    wav_sha256: str
     lufs: float | None = None
     location: str = ""
 
