@@ -292,3 +292,27 @@ def test_the_acx_checks_catch_a_file_that_fails_them(tmp_path: Path) -> None:
     # the same tone, mastered as the package masters a chapter, passes
     fixed = write_mp3(tone, rate, tmp_path / "mastered.mp3", "tone", 0)
     assert fixed.acx.rms_ok and fixed.acx.peak_ok and fixed.acx.noise_floor_ok, fixed
+
+
+def test_a_locked_or_oversized_member_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neighbours of the malformed book: a password-protected member, a member bigger than
+    any book needs (a ZIP bomb's shape), Apple's DRM marker."""
+    from tasks.book import epub
+
+    good = books.epub(tmp_path / "good.epub").read_bytes()
+    locked = bytearray(good)
+    name = b"OEBPS/ch1.xhtml"
+    entry = locked.index(b"PK\x01\x02")
+    while locked[entry + 46 : entry + 46 + len(name)] != name:  # its central directory entry
+        entry = locked.index(b"PK\x01\x02", entry + 4)
+    locked[entry + 8] |= 0x01  # "encrypted"
+    (tmp_path / "locked.epub").write_bytes(bytes(locked))
+    assert "OEBPS/ch1.xhtml cannot be extracted" in _refusal(tmp_path / "locked.epub")
+
+    monkeypatch.setattr(epub, "MAX_MEMBER_BYTES", 300)
+    assert "bytes, over 300" in _refusal(books.epub(tmp_path / "big.epub"))
+    monkeypatch.undo()
+    apple = books.epub(tmp_path / "apple.epub", extra={"META-INF/sinf.xml": "<sinf/>"})
+    assert "DRM-protected (META-INF/sinf.xml)" in _refusal(apple)
