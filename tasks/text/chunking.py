@@ -150,8 +150,10 @@ def _binds_forward(word: str) -> bool:
 
 def _fit(text: str, start: int, end: int, opts: ChunkingOptions) -> list[tuple[int, int]]:
     """Ranges no longer than max_chars once spoken: clause punctuation first, then words,
-    then (a single enormous token) characters."""
-    if len(verbalize(text[start:end])) <= opts.max_chars:
+    then (a single enormous token) characters. One character is kept free for the period
+    `_terminate` may add to a chunk that ends without one."""
+    room = opts.max_chars - 1
+    if len(verbalize(text[start:end])) <= room:
         return [(start, end)]
     clauses = _cut(text, start, end, _CLAUSE_END)
     if len(clauses) > 1:
@@ -160,7 +162,7 @@ def _fit(text: str, start: int, end: int, opts: ChunkingOptions) -> list[tuple[i
     if len(words) == 1:  # one enormous token: cut it wherever it fits
         step = opts.target_chars
         while step > 1 and any(
-            len(verbalize(text[s : s + step])) > opts.max_chars for s in range(start, end, step)
+            len(verbalize(text[s : s + step])) > room for s in range(start, end, step)
         ):
             step //= 2
         return [(s, min(s + step, end)) for s in range(start, end, step)]
@@ -254,7 +256,8 @@ def _pack(pieces: list[_Piece], opts: ChunkingOptions) -> list[_Piece]:
             last = packed[-1]
             joined = len(last.text) + 1 + len(piece.text)
             tiny = min(len(last.text), len(piece.text)) < opts.min_chars
-            if joined <= opts.target_chars or (tiny and joined <= opts.max_chars):
+            # the maximum less one: room for the period `_terminate` may add
+            if joined <= opts.target_chars or (tiny and joined < opts.max_chars):
                 packed[-1] = last.join(piece)
                 continue
         packed.append(piece)
