@@ -29,13 +29,16 @@ test: lint browser  ## install, lint, type-check, then run the whole test suite
 	$(BIN)/pytest
 
 # The review page's browser test drives Debian's chromium through Debian's chromedriver;
-# the speech API's test calls it with curl.
+# the speech API's test calls it with curl; the stack's tests run the Prefect server on
+# Debian's PostgreSQL.
+SYSTEM_PACKAGES := chromium chromium-driver curl postgresql
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v curl >/dev/null || \
-		{ apt-get install -y -q --no-install-recommends chromium chromium-driver curl >/dev/null || \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v curl >/dev/null && \
+		ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null || \
 		  { apt-get update -q >/dev/null && \
-		    apt-get install -y -q --no-install-recommends chromium chromium-driver curl >/dev/null; }; } || \
-		{ echo "make test: could not install chromium, chromium-driver and curl (run as root, or install them)"; exit 1; }
+		    apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; }; } || \
+		{ echo "make test: could not install $(SYSTEM_PACKAGES) (run as root, or install them)"; exit 1; }
 
 # The CPU tier: the worker against the real chatterbox-tts 0.1.7 code, with tiny random
 # models (tests/gpu_worker/test_chatterbox_library.py). Its own venv: chatterbox pins numpy < 2

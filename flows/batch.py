@@ -1,10 +1,11 @@
 """narrate_batch: every chapter in a folder or S3 prefix, the nightly way.
 
-Each chapter is a `narrate_chapter` subflow, at most `max_in_flight` at once (a chapter maps
-one task per chunk; a batch must not map thousands at once). A chapter whose published
-metadata carries the fingerprint it would get now (same text, options, engine, voice,
-version) is skipped. One failing chapter does not stop the others: the batch ends Failed
-naming the chapters that failed and why.
+Each chapter is a `narrate_chapter` subflow in this process, or, with `chapter_deployment`,
+a flow run of that deployment on any worker (flows/fan_out.py); at most `max_in_flight` at
+once (a chapter maps one task per chunk; a batch must not map thousands at once). A chapter
+whose published metadata carries the fingerprint it would get now (same text, options,
+engine, voice, version) is skipped. One failing chapter does not stop the others: the batch
+ends Failed naming the chapters that failed and why.
 """
 
 import contextvars
@@ -21,6 +22,7 @@ from prefect.states import State
 from pydantic import BaseModel, Field
 
 from flows.chapter import narrate_chapter
+from flows.fan_out import run_chapters
 from flows.parameters import checked_flow
 from flows.services import services
 from gpu_worker.errors import NarratorError, PermanentError
@@ -103,6 +105,33 @@ def _chapter(
     return typing.cast(State[Any], state)
 
 
+def _in_process(
+    chapters: list[str],
+    outputs: dict[str, str],
+    voice: str | None,
+    options: NarrationOptions,
+    lexicon: Lexicon | None,
+    cast: Cast | None,
+    max_in_flight: int,
+) -> dict[str, State[Any]]:
+    """Each chapter as a subflow in a thread of this process, `max_in_flight` at once."""
+    with ThreadPoolExecutor(max_in_flight, thread_name_prefix="chapter") as pool:
+        futures = {
+            c: pool.submit(
+                contextvars.copy_context().run,
+                _chapter,
+                c,
+                outputs[c],
+                voice,
+                options,
+                lexicon,
+                cast,
+            )
+            for c in chapters
+        }
+        return {c: f.result() for c, f in futures.items()}
+
+
 def reason(state: State[Any]) -> str:
     """Why a subflow failed, as its error said it (without Prefect's preamble and the
     exception's class name)."""
@@ -121,6 +150,7 @@ def narrate_batch(
     max_in_flight: Annotated[int, Field(ge=1, le=MAX_IN_FLIGHT)] = 2,
     lexicon: Lexicon | None = None,
     cast: Cast | None = None,
+    chapter_deployment: str | None = None,
 ) -> BatchResult:
     """Narrate every chapter matching `pattern` in `source` (a folder or s3://bucket/prefix)
     into `out_dir`/<chapter name>/, skipping chapters whose outputs are current. A book
@@ -137,6 +167,10 @@ def narrate_batch(
         lexicon: How to say names and rare words, for every chapter, over the
             `lexicon.toml` beside the chapters, if any.
         cast: For dialogue: the narrator's and each speaker's voice, for every chapter.
+        chapter_deployment: Run each chapter as a flow run of this deployment (e.g.
+            "narrate-chapter/narrate-chapter"), taken by any worker of its pool on any
+            machine; a chapter whose worker dies is run again. Empty: each chapter is a
+            subflow in this process.
     """
     if is_book(source):
         from flows.book import narrate_book
@@ -168,21 +202,21 @@ def narrate_batch(
     logger.info(
         "%d chapters: %d to narrate, %d already current", len(chapters), len(todo), len(skipped)
     )
-    with ThreadPoolExecutor(max_in_flight, thread_name_prefix="chapter") as pool:
-        futures = {
-            c: pool.submit(
-                contextvars.copy_context().run,
-                _chapter,
-                c,
-                outputs[c],
-                voice,
-                options,
-                lexicon,
-                cast,
-            )
+    if chapter_deployment:
+        parameters = {
+            c: {
+                "source": c,
+                "out_dir": outputs[c],
+                "voice": voice,
+                "options": options.model_dump(mode="json"),
+                "cast": None if cast is None else cast.model_dump(mode="json"),
+                "lexicon": lexicon,
+            }
             for c in todo
         }
-        states = {c: f.result() for c, f in futures.items()}
+        states = run_chapters(chapter_deployment, parameters, max_in_flight)
+    else:
+        states = _in_process(todo, outputs, voice, options, lexicon, cast, max_in_flight)
     result = BatchResult(
         narrated=[c for c, s in states.items() if s.is_completed()],
         skipped=skipped,

@@ -58,6 +58,26 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
+def start_server(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
+    """Serve an ASGI app on 127.0.0.1 (a free port) in a thread: the server, its thread and
+    its base URL. Stop it with `stop_server`."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def stop_server(server: uvicorn.Server, thread: threading.Thread) -> None:
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
 @pytest.fixture
 def serve() -> Iterator[Callable[[Any], str]]:
     """Serve an ASGI app on 127.0.0.1 (a free port) in a thread; returns its base URL.
@@ -65,22 +85,13 @@ def serve() -> Iterator[Callable[[Any], str]]:
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def start(app: Any) -> str:
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.02)
+        server, thread, url = start_server(app)
         servers.append((server, thread))
-        port = server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return url
 
     yield start
     for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_server(server, thread)
 
 
 @pytest.fixture

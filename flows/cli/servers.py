@@ -77,12 +77,26 @@ def stack(
     port: Annotated[
         int, typer.Option(help="Port of the Prefect server and UI on 127.0.0.1.")
     ] = 4200,
+    postgres: Annotated[
+        bool,
+        typer.Option(
+            "--postgres",
+            help="Keep the server's database in PostgreSQL (Debian's postgresql package, a "
+            "cluster in out/stack/postgres on the next port) instead of SQLite: for large "
+            "batches and several workers.",
+        ),
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(help="Process workers on the pool (each takes whole chapters).", min=1)
+    ] = 1,
 ) -> None:
     """Run the local operations stack until Ctrl-C: a Prefect server with its UI, the
     `narrator` process work pool, the deployments in prefect.yaml (narrate-chapter and
-    nightly-batch), and a worker that runs them from this checkout.
+    nightly-batch), the automation that marks a run whose worker died as crashed, and
+    workers that run them from this checkout.
 
-    The server keeps its database in PREFECT_HOME (~/.prefect); logs go to out/stack/.
+    The server keeps its database in PREFECT_HOME (~/.prefect), or with --postgres in
+    out/stack/postgres; logs go to out/stack/.
     """
     import time
 
@@ -91,7 +105,10 @@ def stack(
 
     err.print(f"starting the Prefect server on 127.0.0.1:{port}, then deploying prefect.yaml")
     try:
-        running = ops.start(port=port)
+        running = ops.start(
+            port=port, postgres=ops.ROOT / "out" / "stack" / "postgres" if postgres else None,
+            workers=workers,
+        )  # fmt: skip
     except NarratorError as e:
         fail(str(e))
     err.print(
