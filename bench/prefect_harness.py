@@ -43,8 +43,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`prefect server start` on a free port, its database and server.log in `home`."""
+def start_server(
+    home: Path, database_url: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`prefect server start` on a free port, its server.log in `home`, its database SQLite
+    in `home` or the PostgreSQL at `database_url`."""
     home.mkdir()
     port, log = free_port(), home / "server.log"
     env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
@@ -54,6 +57,8 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
         PREFECT_SERVER_LOGGING_LEVEL="INFO",  # uvicorn's access log: every API call counted
         PREFECT_API_LOG_RETRYABLE_ERRORS="true",  # what a 503 was, in server.log
     )
+    if database_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     prefect = str(Path(sys.executable).parent / "prefect")
     with log.open("ab") as out:
         process = subprocess.Popen(

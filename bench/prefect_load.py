@@ -1,9 +1,11 @@
 """Prefect's cost: what orchestration adds per chunk, and what a nightly batch does to a server.
 
     python -m bench.prefect_load [--chunks 200] [--chapters 10] [--workers 20] [--latency const:0]
+                                 [--postgres]
 
 Starts a real Prefect server (`prefect server start` on 127.0.0.1, SQLite in a temporary
-PREFECT_HOME, uvicorn's access log on so every API call is counted) and the stand-in GPU fleet
+PREFECT_HOME or, with --postgres, a PostgreSQL cluster of its own: flows/postgres.py;
+uvicorn's access log on so every API call is counted) and the stand-in GPU fleet
 (bench/latency.py: the local RunPod endpoint, --workers slots answering after --latency) in
 processes of their own, then a flow process (this script again, configured by environment
 variables as a deployed flow run is: PREFECT_API_URL, NARRATOR_BACKEND=runpod, ...) that
@@ -54,12 +56,14 @@ from bench.prefect_harness import (
     Meter,
     api_calls,
     chunk_span,
+    free_port,
     start_server,
     stop,
     task_runs,
     wait_recorded,
 )
 from bench.record import save
+from flows import postgres
 from flows.batch import narrate_batch
 from flows.chapter import NarrationOptions, narrate_chapter
 from gpu_worker.schema import GenerateRequest, GenerationParams
@@ -301,6 +305,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=20, help="fleet slots = jobs in flight")
     parser.add_argument("--latency", default="const:0", help="const:S or lognormal:MEDIAN:SIGMA")
     parser.add_argument("--in-flight", type=int, default=2, help="batch chapters at once")
+    parser.add_argument("--postgres", action="store_true", help="the server on PostgreSQL")
     parser.add_argument("--client", type=Path, help=argparse.SUPPRESS)  # the flow process
     args = parser.parse_args()
     if args.client:
@@ -314,7 +319,10 @@ def harness(args: argparse.Namespace) -> list[dict[str, Any]]:
     settings from the environment as a deployed flow's are), all sampled from here."""
     with tempfile.TemporaryDirectory(prefix="prefect-load-") as scratch:
         root = Path(scratch)
-        server, api = start_server(root / "server")
+        database = None
+        if args.postgres:
+            database = postgres.start(root / "postgres", free_port(), root / "postgres.log")
+        server, api = start_server(root / "server", database.url if database else None)
         fleet = RemoteFleet(args.workers, args.latency)
         env = {
             **os.environ,
@@ -338,6 +346,8 @@ def harness(args: argparse.Namespace) -> list[dict[str, Any]]:
             meter.done.set()
             fleet.close()
             stop(server)
+            if database is not None:
+                database.stop()
     # the server's own loops (scheduler, event services) while the flow process starts
     idle = meter.between("server", meter.samples[0][0], rows[0]["times"]["started"])
     for row in rows:
@@ -371,7 +381,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}",
         "prefect": version("prefect"),
-        "server": "prefect server start, SQLite, 127.0.0.1, access log on",
+        "server": f"prefect server start, {'PostgreSQL' if args.postgres else 'SQLite'}, "
+        "127.0.0.1, access log on",
         "arguments": {k: v for k, v in vars(args).items() if k != "client"},
         "runs": rows,
     }
@@ -384,7 +395,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
           f"{args.latency}\n")  # fmt: skip
     table_b(rows[-1])
     routes(rows[-1])
-    out = save("prefect", figures)
+    out = save("prefect-postgres" if args.postgres else "prefect", figures)
     print(f"\nwritten to {out}")
 
 
