@@ -3,8 +3,8 @@
 `narrate_batch(chapter_deployment=...)` hands each chapter to Prefect as its own flow run
 (`run_deployment`), so every worker serving the work pool, on any machine, takes chapters,
 and a process that dies takes only its own chapter with it. At most `max_in_flight` of the
-batch's runs are unfinished at once (the deployment's own concurrency limit in prefect.yaml
-bounds every batch and UI run together). A run that ends Crashed (its worker died: the
+batch's runs are unfinished at once; the endpoint's global concurrency limit bounds the
+chunk jobs of every run together. A run that ends Crashed (its worker died: the
 heartbeat automation of flows/stack.py marks it so) is submitted again, up to `resubmits`
 times; its chunks already generated come from the cache, so only unfinished chunks are
 generated again.

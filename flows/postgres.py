@@ -74,8 +74,9 @@ def _as_owner(data: Path) -> dict[str, object]:
             "PostgreSQL does not run as root and there is no postgres user; "
             "install Debian's postgresql package, or run as another user"
         ) from None
-    for path in [data, *data.rglob("*")]:
-        os.chown(path, owner.pw_uid, owner.pw_gid)
+    if data.stat().st_uid != owner.pw_uid:  # a new folder (initdb fills it as the owner)
+        for path in [data, *data.rglob("*")]:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
     for parent in data.resolve().parents:  # it must reach its folder: traverse, not list
         mode = parent.stat().st_mode
         if not mode & 0o001:
@@ -118,17 +119,11 @@ def start(data: Path, port: int, log: Path, timeout: float = 60) -> Postgres:
             cluster.stop()
             raise PermanentError(f"PostgreSQL did not accept connections within {timeout:.0f} s")
         time.sleep(0.3)
-    exists = subprocess.run(
-        [_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-d", "postgres",
-         "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
+    made = subprocess.run(
+        [_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, DATABASE],
         capture_output=True,
-    )  # fmt: skip
-    if exists.stdout.strip() != b"1":
-        made = subprocess.run(
-            [_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, DATABASE],
-            capture_output=True,
-        )
-        if made.returncode != 0:
-            cluster.stop()
-            raise PermanentError(f"createdb failed: {made.stderr.decode()[-300:]}")
+    )
+    if made.returncode != 0 and b"already exists" not in made.stderr:
+        cluster.stop()
+        raise PermanentError(f"createdb failed: {made.stderr.decode()[-300:]}")
     return cluster
